@@ -1,0 +1,523 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Residency says where a File's data lives.
+type Residency int
+
+const (
+	InRAM  Residency = iota // in pages in the daemon's memory
+	OnDisk                  // in a nameless backing file in the spill directory
+)
+
+// String gives the word the residency xattr shows: "memory" or "disk".
+func (r Residency) String() string {
+	if r == OnDisk {
+		return "disk"
+	}
+	return "memory"
+}
+
+// Fallocate modes a File accepts: the ones tmpfs accepts.
+const (
+	FallocKeepSize  = unix.FALLOC_FL_KEEP_SIZE
+	FallocPunchHole = unix.FALLOC_FL_PUNCH_HOLE
+)
+
+// ErrReleased is returned by operations on a File after Release.
+var ErrReleased = errors.New("spool: file released")
+
+// maxOffset is one past the largest byte offset a file may hold, as the
+// kernel's MAX_LFS_FILESIZE.
+const maxOffset = int64(1<<63 - 1)
+
+// File is the data of one file. Its zero value is not usable; get one from
+// Store.NewFile. All methods are safe for concurrent use.
+//
+// While in RAM, mu guards the page table and size: reads share it, writes
+// hold it exclusively. Rollover happens under the exclusive lock, so no read,
+// write or truncate sees a half-moved file. Once on disk, the backing file is
+// the only record of size and data, and reads and writes share mu (the
+// kernel orders concurrent pread/pwrite on the backing file); only Release
+// takes it exclusively again.
+type File struct {
+	store *Store
+
+	mu       sync.RWMutex
+	size     int64     // in RAM only
+	pages    pageTable // in RAM only
+	fd       int       // backing file once rolled over, else -1
+	released bool
+}
+
+// NewFile returns an empty file held in RAM.
+func (s *Store) NewFile() *File {
+	return &File{store: s, fd: -1}
+}
+
+// Stat is a File's size and use.
+type Stat struct {
+	Size      int64
+	Blocks    int64 // 512-byte units actually held, in RAM or on disk
+	Residency Residency
+}
+
+// Stat returns the file's size, the space it holds, and where it lives.
+func (f *File) Stat() (Stat, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.released {
+		return Stat{}, nil
+	}
+	if f.fd >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(f.fd, &st); err != nil {
+			return Stat{}, fmt.Errorf("spool: stat backing file: %w", err)
+		}
+		return Stat{Size: st.Size, Blocks: st.Blocks, Residency: OnDisk}, nil
+	}
+	return Stat{Size: f.size, Blocks: f.pages.count * (PageSize / 512), Residency: InRAM}, nil
+}
+
+// Residency reports where the data lives now.
+func (f *File) Residency() Residency {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.fd >= 0 {
+		return OnDisk
+	}
+	return InRAM
+}
+
+// ReadAt reads into p from off and returns how many bytes it read: fewer
+// than len(p) only at end of file. Holes read as zeros.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, unix.EINVAL
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.released {
+		return 0, ErrReleased
+	}
+	if f.fd >= 0 {
+		return preadFull(f.fd, p, off)
+	}
+	if off >= f.size {
+		return 0, nil
+	}
+	n := int(min(int64(len(p)), f.size-off))
+	for done := 0; done < n; {
+		pos := off + int64(done)
+		idx, in := pos/PageSize, int(pos%PageSize)
+		step := min(PageSize-in, n-done)
+		if pg := f.pages.get(idx); pg != nil {
+			copy(p[done:done+step], pg[in:])
+		} else {
+			clear(p[done : done+step])
+		}
+		done += step
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off, growing the file as needed. A write that takes
+// the file past the threshold rolls it over first, so the write lands on
+// disk and the RAM copy is never larger than the threshold. If the rollover
+// fails, nothing is written and the file stays as it was.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, unix.EINVAL
+	}
+	if int64(len(p)) > maxOffset-off {
+		return 0, unix.EFBIG
+	}
+	end := off + int64(len(p))
+
+	f.mu.RLock()
+	if f.fd >= 0 && !f.released {
+		n, err := pwriteFull(f.fd, p, off)
+		f.mu.RUnlock()
+		return n, err
+	}
+	f.mu.RUnlock()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released {
+		return 0, ErrReleased
+	}
+	if f.fd < 0 && f.exceedsThreshold(end) {
+		if err := f.spillLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if f.fd >= 0 {
+		return pwriteFull(f.fd, p, off)
+	}
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		idx, in := pos/PageSize, int(pos%PageSize)
+		step := min(PageSize-in, len(p)-done)
+		copy(f.pageForWrite(idx)[in:], p[done:done+step])
+		done += step
+	}
+	f.size = max(f.size, end)
+	return len(p), nil
+}
+
+// Truncate sets the file's size. Bytes past a shrunk size are gone: growing
+// it again reads zeros there.
+func (f *File) Truncate(size int64) error {
+	if size < 0 {
+		return unix.EINVAL
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released {
+		return ErrReleased
+	}
+	if f.fd < 0 && f.exceedsThreshold(size) {
+		if err := f.spillLocked(); err != nil {
+			return err
+		}
+	}
+	if f.fd >= 0 {
+		if err := unix.Ftruncate(f.fd, size); err != nil {
+			return fmt.Errorf("spool: truncate backing file: %w", err)
+		}
+		return nil
+	}
+	if size < f.size {
+		f.freePages(ceilPages(size), maxPageIndex)
+		if in := int(size % PageSize); in != 0 {
+			if pg := f.pages.get(size / PageSize); pg != nil {
+				clear(pg[in:])
+			}
+		}
+	}
+	f.size = size
+	return nil
+}
+
+// Allocate does what fallocate(2) does with the modes tmpfs supports:
+// 0 (allocate, growing the file), FallocKeepSize (allocate without growing)
+// and FallocPunchHole|FallocKeepSize (free the range, which then reads as
+// zeros). Others give EOPNOTSUPP.
+func (f *File) Allocate(off, length int64, mode uint32) error {
+	switch mode {
+	case 0, FallocKeepSize, FallocPunchHole | FallocKeepSize:
+	default:
+		return unix.EOPNOTSUPP
+	}
+	if off < 0 || length <= 0 {
+		return unix.EINVAL
+	}
+	if length > maxOffset-off {
+		return unix.EFBIG
+	}
+	end := off + length
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released {
+		return ErrReleased
+	}
+	if f.fd < 0 && mode&FallocPunchHole == 0 && f.exceedsThreshold(end) {
+		if err := f.spillLocked(); err != nil {
+			return err
+		}
+	}
+	if f.fd >= 0 {
+		if err := unix.Fallocate(f.fd, mode, off, length); err != nil {
+			return fmt.Errorf("spool: fallocate backing file: %w", err)
+		}
+		return nil
+	}
+	if mode&FallocPunchHole != 0 {
+		f.punchLocked(off, end)
+		return nil
+	}
+	for idx := off / PageSize; idx < ceilPages(end); idx++ {
+		f.pageForWrite(idx)
+	}
+	if mode&FallocKeepSize == 0 {
+		f.size = max(f.size, end)
+	}
+	return nil
+}
+
+// punchLocked frees the pages wholly inside [off, end) and zeros the parts
+// of the pages at either edge.
+func (f *File) punchLocked(off, end int64) {
+	first, last := ceilPages(off), end/PageSize // whole pages: [first, last)
+	if first < last {
+		f.freePages(first, last)
+	}
+	zero := func(from, to int64) { // within one page
+		if from >= to {
+			return
+		}
+		if pg := f.pages.get(from / PageSize); pg != nil {
+			clear(pg[from%PageSize : (to-1)%PageSize+1])
+		}
+	}
+	if first > last { // the range lies inside one page
+		zero(off, end)
+		return
+	}
+	zero(off, first*PageSize)
+	zero(last*PageSize, end)
+}
+
+// SeekData returns the first offset at or after off that holds data, as
+// lseek(2) with SEEK_DATA: ENXIO when there is none before end of file.
+func (f *File) SeekData(off int64) (int64, error) {
+	return f.seek(off, unix.SEEK_DATA)
+}
+
+// SeekHole returns the first offset at or after off in a hole, as lseek(2)
+// with SEEK_HOLE: end of file counts as a hole; ENXIO past it.
+func (f *File) SeekHole(off int64) (int64, error) {
+	return f.seek(off, unix.SEEK_HOLE)
+}
+
+func (f *File) seek(off int64, whence int) (int64, error) {
+	if off < 0 {
+		return 0, unix.ENXIO
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.released {
+		return 0, ErrReleased
+	}
+	if f.fd >= 0 {
+		pos, err := unix.Seek(f.fd, off, whence)
+		if err != nil {
+			return 0, fmt.Errorf("spool: seek backing file: %w", err)
+		}
+		return pos, nil
+	}
+	if off >= f.size {
+		return 0, unix.ENXIO
+	}
+	if whence == unix.SEEK_HOLE {
+		pos := max(off, f.pages.firstAbsent(off/PageSize)*PageSize)
+		return min(pos, f.size), nil
+	}
+	idx := f.pages.firstPresent(off / PageSize)
+	if idx < 0 {
+		return 0, unix.ENXIO
+	}
+	pos := max(off, idx*PageSize)
+	if pos >= f.size {
+		return 0, unix.ENXIO
+	}
+	return pos, nil
+}
+
+// Spill rolls the file over to disk now, if it is not there already: the
+// fileno() of this filesystem. It is idempotent.
+func (f *File) Spill() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released {
+		return ErrReleased
+	}
+	if f.fd >= 0 {
+		return nil
+	}
+	return f.spillLocked()
+}
+
+// BackingFd returns the backing file's descriptor once the file has rolled
+// over. It stays valid until Release.
+func (f *File) BackingFd() (int, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.fd, f.fd >= 0 && !f.released
+}
+
+// Release frees the file's RAM or closes its backing file. Later calls fail
+// with ErrReleased; Stat reports an empty file.
+func (f *File) Release() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.released {
+		return nil
+	}
+	f.released = true
+	f.freePages(0, maxPageIndex)
+	f.size = 0
+	if f.fd >= 0 {
+		fd := f.fd
+		f.fd = -1
+		f.store.diskFiles.Add(-1)
+		if err := unix.Close(fd); err != nil {
+			return fmt.Errorf("spool: close backing file: %w", err)
+		}
+	}
+	return nil
+}
+
+// exceedsThreshold reports whether a RAM file reaching end must roll over.
+func (f *File) exceedsThreshold(end int64) bool {
+	return f.store.maxSize > 0 && end > f.store.maxSize
+}
+
+// pageForWrite returns the page at idx, allocating a zeroed one if absent.
+func (f *File) pageForWrite(idx int64) *page {
+	if pg := f.pages.get(idx); pg != nil {
+		return pg
+	}
+	pg := new(page)
+	f.pages.set(idx, pg)
+	f.store.ramBytes.Add(PageSize)
+	return pg
+}
+
+// freePages drops the pages with index in [from, to).
+func (f *File) freePages(from, to int64) {
+	if n := f.pages.removeRange(from, to); n > 0 {
+		f.store.ramBytes.Add(-n * PageSize)
+	}
+}
+
+// spillLocked copies the file's pages into a new backing file and switches
+// the file to it. Holes stay holes. On error the file is left in RAM,
+// unchanged, and the partial backing file is closed (it has no name, so
+// closing frees it).
+func (f *File) spillLocked() error {
+	fd, err := f.store.createBacking()
+	if err != nil {
+		return err
+	}
+	if err := f.copyPagesTo(fd); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
+	}
+	f.freePages(0, maxPageIndex)
+	f.pages = pageTable{}
+	f.size = 0
+	f.fd = fd
+	f.store.diskFiles.Add(1)
+	f.store.rollovers.Add(1)
+	return nil
+}
+
+// maxIovecs bounds one pwritev call (the kernel's IOV_MAX).
+const maxIovecs = 1024
+
+// copyPagesTo writes the file's pages to fd at their offsets, batching runs
+// of adjacent pages into one pwritev, and sets fd's size. Pages past the end
+// of file (from fallocate with FallocKeepSize) stay allocated past the end.
+func (f *File) copyPagesTo(fd int) error {
+	var (
+		run      [][]byte
+		runStart int64
+		err      error
+	)
+	flush := func() {
+		if len(run) > 0 && err == nil {
+			err = pwritevFull(fd, run, runStart)
+		}
+		run = run[:0]
+	}
+	var beyond []int64 // pages wholly past end of file
+	f.pages.each(0, maxPageIndex, func(idx int64, pg *page) bool {
+		pos := idx * PageSize
+		if pos >= f.size {
+			beyond = append(beyond, idx)
+			return true
+		}
+		if len(run) == maxIovecs || (len(run) > 0 && runStart+int64(len(run))*PageSize != pos) {
+			flush()
+		}
+		if len(run) == 0 {
+			runStart = pos
+		}
+		run = append(run, pg[:min(PageSize, f.size-pos)])
+		return err == nil
+	})
+	flush()
+	if err != nil {
+		return err
+	}
+	if err := unix.Ftruncate(fd, f.size); err != nil {
+		return fmt.Errorf("truncate backing file: %w", err)
+	}
+	for _, idx := range beyond {
+		if err := unix.Fallocate(fd, FallocKeepSize, idx*PageSize, PageSize); err != nil {
+			return fmt.Errorf("fallocate backing file: %w", err)
+		}
+	}
+	return nil
+}
+
+func ceilPages(n int64) int64 { return (n + PageSize - 1) / PageSize }
+
+func preadFull(fd int, p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pread(fd, p[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("spool: read backing file: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		done += n
+	}
+	return done, nil
+}
+
+func pwriteFull(fd int, p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pwrite(fd, p[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("spool: write backing file: %w", err)
+		}
+		if n == 0 {
+			return done, fmt.Errorf("spool: write backing file: %w", io.ErrShortWrite)
+		}
+		done += n
+	}
+	return done, nil
+}
+
+func pwritevFull(fd int, iovs [][]byte, off int64) error {
+	for len(iovs) > 0 {
+		n, err := unix.Pwritev(fd, iovs, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write backing file: %w", err)
+		}
+		off += int64(n)
+		for n > 0 {
+			if n >= len(iovs[0]) {
+				n -= len(iovs[0])
+				iovs = iovs[1:]
+			} else {
+				iovs[0] = iovs[0][n:]
+				n = 0
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package spool keeps the data of tmpmount's files: in RAM, in fixed-size
+// pages allocated on demand, until a file grows past the per-file threshold
+// (or is asked to), and from then on in a backing file on disk that has no
+// name, so that nothing is left behind however the daemon ends.
+//
+// spool knows nothing about FUSE: a File offers ReadAt, WriteAt, Truncate,
+// Allocate and hole seeking in io terms, and a Store owns the private spill
+// directory and the byte counters shared by all files.
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is what a Store needs to know.
+type Config struct {
+	// SpillParent is the directory inside which the Store makes its
+	// private 0700 spill directory.
+	SpillParent string
+
+	// MaxSize is the per-file RAM threshold in bytes: a file whose size
+	// (or allocated extent) exceeds it rolls over to disk. 0 means never
+	// by size.
+	MaxSize int64
+}
+
+// Store owns the private spill directory and the counters shared by every
+// File it hands out. It is safe for concurrent use.
+type Store struct {
+	maxSize int64
+
+	// dir is the private spill directory; dirFd is held open so that
+	// backing files are created relative to it and never through a path
+	// someone could swap for a symlink.
+	dir   string
+	dirFd int
+
+	// tmpfile records whether O_TMPFILE works in dir; when it does not,
+	// backing files are created under a random name and unlinked at once.
+	tmpfile bool
+
+	ramBytes  atomic.Int64 // bytes of pages held in RAM by all files
+	diskFiles atomic.Int64 // files currently rolled over
+	rollovers atomic.Int64 // rollovers since the Store was opened
+}
+
+// Stats is a snapshot of a Store's counters.
+type Stats struct {
+	RAMBytes  int64 // bytes of pages held in RAM
+	DiskFiles int64 // files currently backed by disk
+	Rollovers int64 // rollovers so far
+}
+
+// dirPrefix names the private spill directories: "tmpmount-<pid>-<random>".
+// The pid lets a later start remove directories left by a daemon that died.
+const dirPrefix = "tmpmount-"
+
+// Open makes a private spill directory inside cfg.SpillParent and returns a
+// Store that creates its backing files there.
+func Open(cfg Config) (*Store, error) {
+	if cfg.MaxSize < 0 {
+		return nil, fmt.Errorf("spool: negative max size %d", cfg.MaxSize)
+	}
+	parent, err := filepath.Abs(cfg.SpillParent)
+	if err != nil {
+		return nil, fmt.Errorf("spool: spill dir %q: %w", cfg.SpillParent, err)
+	}
+	st, err := os.Stat(parent)
+	if err != nil {
+		return nil, fmt.Errorf("spool: spill dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("spool: spill dir %s is not a directory", parent)
+	}
+	removeStaleDirs(parent)
+
+	// MkdirTemp creates the directory with mode 0700 under a random name
+	// with O_EXCL semantics, so nobody can have prepared it for us.
+	dir, err := os.MkdirTemp(parent, dirPrefix+strconv.Itoa(os.Getpid())+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool: make private spill dir in %s: %w", parent, err)
+	}
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("spool: open private spill dir %s: %w", dir, err)
+	}
+	s := &Store{maxSize: cfg.MaxSize, dir: dir, dirFd: fd}
+	if err := s.probe(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// probe checks that backing files can be made and written in the spill
+// directory now, so that an unusable directory is reported at start rather
+// than at the first rollover.
+func (s *Store) probe() error {
+	fd, err := unix.Openat(s.dirFd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		s.tmpfile = true
+	} else {
+		fd, err = s.createNamed()
+		if err != nil {
+			return fmt.Errorf("spool: cannot create files in spill dir %s: %w", s.dir, err)
+		}
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, make([]byte, PageSize), 0); err != nil {
+		return fmt.Errorf("spool: cannot write to spill dir %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// createBacking returns a new, empty, nameless backing file opened for
+// reading and writing.
+func (s *Store) createBacking() (int, error) {
+	if s.tmpfile {
+		fd, err := unix.Openat(s.dirFd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return -1, fmt.Errorf("spool: create backing file in %s: %w", s.dir, err)
+		}
+		return fd, nil
+	}
+	return s.createNamed()
+}
+
+// createNamed makes a backing file under a random name and unlinks it at
+// once, for filesystems without O_TMPFILE. O_EXCL|O_NOFOLLOW refuse any
+// name someone else prepared.
+func (s *Store) createNamed() (int, error) {
+	for range 16 {
+		name := fmt.Sprintf(".spill-%x", randomUint64())
+		fd, err := unix.Openat(s.dirFd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("spool: create backing file in %s: %w", s.dir, err)
+		}
+		if err := unix.Unlinkat(s.dirFd, name, 0); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("spool: unlink backing file in %s: %w", s.dir, err)
+		}
+		return fd, nil
+	}
+	return -1, fmt.Errorf("spool: create backing file in %s: %w", s.dir, unix.EEXIST)
+}
+
+// Dir is the private spill directory.
+func (s *Store) Dir() string { return s.dir }
+
+// MaxSize is the per-file RAM threshold (0: never by size).
+func (s *Store) MaxSize() int64 { return s.maxSize }
+
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		RAMBytes:  s.ramBytes.Load(),
+		DiskFiles: s.diskFiles.Load(),
+		Rollovers: s.rollovers.Load(),
+	}
+}
+
+// Statfs reports the filesystem that holds the spill directory.
+func (s *Store) Statfs() (unix.Statfs_t, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(s.dirFd, &st); err != nil {
+		return st, fmt.Errorf("spool: statfs %s: %w", s.dir, err)
+	}
+	return st, nil
+}
+
+// Close removes the private spill directory. Backing files still open stay
+// usable (they have no name), and the kernel frees them when they are closed.
+func (s *Store) Close() error {
+	var errs []error
+	if s.dirFd >= 0 {
+		if err := unix.Close(s.dirFd); err != nil {
+			errs = append(errs, fmt.Errorf("spool: close spill dir: %w", err))
+		}
+		s.dirFd = -1
+	}
+	if err := os.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("spool: remove spill dir: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeStaleDirs removes empty spill directories in parent that belong to
+// daemons no longer running (killed with SIGKILL, say). Their backing files
+// had no names, so an empty directory is all such a daemon leaves; one that
+// is not empty is not ours to judge and stays.
+func removeStaleDirs(parent string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	uid := uint32(os.Getuid())
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(name, dirPrefix) {
+			continue
+		}
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(name, dirPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		var st unix.Stat_t
+		path := filepath.Join(parent, name)
+		if unix.Lstat(path, &st) != nil || st.Uid != uid {
+			continue
+		}
+		unix.Rmdir(path) // fails, harmlessly, unless empty
+	}
+}
+
+func processAlive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
