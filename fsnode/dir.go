@@ -1,0 +1,492 @@
+package fsnode
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a directory. Its entries and parent are guarded by Root.tree.
+type Dir struct {
+	node
+	parent  *Dir // nil for the root, and once removed
+	entries dirEntries
+}
+
+// bogoDirentSize is what tmpfs counts per entry in a directory's st_size.
+const bogoDirentSize = 20
+
+func (d *Dir) fillAttr(out *fuse.Attr) syscall.Errno {
+	d.root.tree.RLock()
+	n := d.entries.len()
+	d.root.tree.RUnlock()
+	d.mu.Lock()
+	d.fillCommonAttrLocked(out)
+	d.mu.Unlock()
+	out.Size = uint64(n+2) * bogoDirentSize
+	return 0
+}
+
+func (d *Dir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	return d.fillAttr(&out.Attr)
+}
+
+func (d *Dir) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if _, ok := in.GetSize(); ok {
+		return syscall.EISDIR
+	}
+	d.applySetattr(in, false)
+	return d.fillAttr(&out.Attr)
+}
+
+func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	d.root.tree.RLock()
+	child := d.entries.get(name)
+	d.root.tree.RUnlock()
+	if child == nil {
+		return nil, syscall.ENOENT
+	}
+	if errno := child.fillAttr(&out.Attr); errno != 0 {
+		return nil, errno
+	}
+	return child.EmbeddedInode(), 0
+}
+
+// adopt registers a new node with go-fuse under a fresh inode number.
+func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32) uint64 {
+	ino := d.root.allocIno()
+	d.NewInode(ctx, child, fs.StableAttr{Mode: fileType, Ino: ino})
+	d.root.inodes.Add(1)
+	return ino
+}
+
+// linkLocked adds child under name and marks the directory changed.
+// root.tree must be write-locked.
+func (d *Dir) linkLocked(name string, child inode) {
+	d.entries.add(name, child)
+	child.base().addLinks(1)
+	d.touchChange()
+}
+
+// newChild creates and enters a node of the given type. It checks the name
+// and that it is free; the caller fills in the type-specific parts in
+// setup, which runs before the node is visible.
+func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inode, setup func()) syscall.Errno {
+	if len(name) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	initNode(child.base(), d.root, d, callerOf(ctx), mode)
+	if setup != nil {
+		setup()
+	}
+	d.root.tree.Lock()
+	defer d.root.tree.Unlock()
+	if d.entries.get(name) != nil {
+		return syscall.EEXIST
+	}
+	if d.parent == nil && d != d.root.dir {
+		return syscall.ENOENT // removed while we were here
+	}
+	d.adopt(ctx, child, mode&syscall.S_IFMT)
+	d.linkLocked(name, child)
+	return 0
+}
+
+func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	sub := &Dir{}
+	sub.entries.init()
+	sub.parent = d
+	if errno := d.newChild(ctx, name, syscall.S_IFDIR|mode&07777, sub, nil); errno != 0 {
+		return nil, errno
+	}
+	// A directory's own "." link, and the parent's link from "..".
+	d.root.tree.Lock()
+	sub.addLinks(1)
+	d.addLinks(1)
+	d.root.tree.Unlock()
+	sub.fillAttr(&out.Attr)
+	return sub.EmbeddedInode(), 0
+}
+
+func (d *Dir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	var child inode
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		child = d.root.newFile()
+	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+		child = &Special{}
+	default:
+		return nil, syscall.EINVAL
+	}
+	setup := func() { child.base().rdev = dev }
+	if errno := d.newChild(ctx, name, mode, child, setup); errno != 0 {
+		return nil, errno
+	}
+	if f, ok := child.(*File); ok {
+		d.root.registerFile(f)
+	}
+	child.fillAttr(&out.Attr)
+	return child.EmbeddedInode(), 0
+}
+
+func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(target) >= syscall.PathMax {
+		return nil, syscall.ENAMETOOLONG
+	}
+	s := &Symlink{target: []byte(target)}
+	if errno := d.newChild(ctx, name, syscall.S_IFLNK|0o777, s, nil); errno != 0 {
+		return nil, errno
+	}
+	s.fillAttr(&out.Attr)
+	return s.EmbeddedInode(), 0
+}
+
+func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	f := d.root.newFile()
+	errno := d.newChild(ctx, name, syscall.S_IFREG|mode&07777, f, nil)
+	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+		// The kernel sends CREATE only for names it believes absent; if
+		// one appeared in between, open it as open(2) without O_EXCL would.
+		return d.openExisting(ctx, name, flags, out)
+	}
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	d.root.registerFile(f)
+	h := f.newHandle()
+	f.fillAttr(&out.Attr)
+	return f.EmbeddedInode(), h, openFlags, 0
+}
+
+func (d *Dir) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	d.root.tree.RLock()
+	child := d.entries.get(name)
+	d.root.tree.RUnlock()
+	f, ok := child.(*File)
+	if !ok {
+		return nil, nil, 0, syscall.EEXIST
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := f.data.Truncate(0); err != nil {
+			return nil, nil, 0, d.root.errno("truncate", err)
+		}
+		f.touchChange()
+	}
+	h := f.newHandle()
+	f.fillAttr(&out.Attr)
+	return f.EmbeddedInode(), h, openFlags, 0
+}
+
+// Tmpfile makes a file with no name, as open(2) with O_TMPFILE: it lives
+// while open, and can be given a name with linkat(2).
+func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	f := d.root.newFile()
+	initNode(&f.node, d.root, d, callerOf(ctx), syscall.S_IFREG|mode&07777)
+	d.adopt(ctx, f, syscall.S_IFREG)
+	d.root.registerFile(f)
+	h := f.newHandle()
+	f.fillAttr(&out.Attr)
+	return f.EmbeddedInode(), h, openFlags, 0
+}
+
+func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(name) > maxNameLen {
+		return nil, syscall.ENAMETOOLONG
+	}
+	child, ok := target.(inode)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	if _, isDir := child.(*Dir); isDir {
+		return nil, syscall.EPERM
+	}
+	d.root.tree.Lock()
+	if d.entries.get(name) != nil {
+		d.root.tree.Unlock()
+		return nil, syscall.EEXIST
+	}
+	if child.base().links() >= maxLinks {
+		d.root.tree.Unlock()
+		return nil, syscall.EMLINK
+	}
+	if f, ok := child.(*File); ok && !f.linkable() {
+		d.root.tree.Unlock()
+		return nil, syscall.ENOENT
+	}
+	d.linkLocked(name, child)
+	d.root.tree.Unlock()
+	child.base().touchCtime()
+	child.fillAttr(&out.Attr)
+	return child.EmbeddedInode(), 0
+}
+
+func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
+	d.root.tree.Lock()
+	child := d.entries.get(name)
+	switch {
+	case child == nil:
+		d.root.tree.Unlock()
+		return syscall.ENOENT
+	case isDir(child):
+		d.root.tree.Unlock()
+		return syscall.EISDIR
+	case !mayDelete(d, child, callerOf(ctx)):
+		d.root.tree.Unlock()
+		return syscall.EPERM
+	}
+	d.unlinkLocked(name, child)
+	d.root.tree.Unlock()
+	d.root.forgetIfUnused(child)
+	return 0
+}
+
+// unlinkLocked removes a non-directory's entry. root.tree must be
+// write-locked.
+func (d *Dir) unlinkLocked(name string, child inode) {
+	d.entries.remove(name)
+	child.base().addLinks(-1)
+	child.base().touchCtime()
+	d.touchChange()
+}
+
+func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	d.root.tree.Lock()
+	defer d.root.tree.Unlock()
+	child := d.entries.get(name)
+	sub, ok := child.(*Dir)
+	switch {
+	case child == nil:
+		return syscall.ENOENT
+	case !ok:
+		return syscall.ENOTDIR
+	case sub.entries.len() > 0:
+		return syscall.ENOTEMPTY
+	case !mayDelete(d, child, callerOf(ctx)):
+		return syscall.EPERM
+	}
+	d.rmdirLocked(name, sub)
+	return 0
+}
+
+// rmdirLocked removes an empty subdirectory's entry. root.tree must be
+// write-locked.
+func (d *Dir) rmdirLocked(name string, sub *Dir) {
+	d.entries.remove(name)
+	sub.parent = nil
+	sub.mu.Lock()
+	sub.nlink = 0
+	sub.ctime = nowTimespec()
+	sub.mu.Unlock()
+	d.addLinks(-1)
+	d.touchChange()
+	d.root.inodes.Add(-1)
+}
+
+func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*Dir)
+	if !ok {
+		return syscall.EXDEV
+	}
+	if len(newName) > maxNameLen {
+		return syscall.ENAMETOOLONG
+	}
+	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 || flags == unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE {
+		return syscall.EINVAL // RENAME_WHITEOUT is for overlayfs; not offered
+	}
+	caller := callerOf(ctx)
+
+	d.root.tree.Lock()
+	src := d.entries.get(name)
+	dst := np.entries.get(newName)
+	errno := d.checkRename(src, np, dst, flags, caller)
+	if errno != 0 || src == dst {
+		d.root.tree.Unlock()
+		return errno
+	}
+	var freed inode
+	if flags&unix.RENAME_EXCHANGE != 0 {
+		d.exchangeLocked(name, src, np, newName, dst)
+	} else {
+		freed = d.moveLocked(name, src, np, newName, dst)
+	}
+	d.root.tree.Unlock()
+	if freed != nil {
+		d.root.forgetIfUnused(freed)
+	}
+	return 0
+}
+
+// checkRename applies rename(2)'s rules. root.tree must be held.
+func (d *Dir) checkRename(src inode, np *Dir, dst inode, flags uint32, caller *fuse.Caller) syscall.Errno {
+	if src == nil {
+		return syscall.ENOENT
+	}
+	if !mayDelete(d, src, caller) {
+		return syscall.EPERM
+	}
+	if dst != nil && !mayDelete(np, dst, caller) {
+		return syscall.EPERM
+	}
+	switch {
+	case flags&unix.RENAME_EXCHANGE != 0:
+		if dst == nil {
+			return syscall.ENOENT
+		}
+		if isDir(dst) && d.isWithin(dst.(*Dir)) {
+			return syscall.EINVAL
+		}
+	case flags&unix.RENAME_NOREPLACE != 0 && dst != nil:
+		return syscall.EEXIST
+	case dst != nil && src != dst:
+		srcDir, dstDir := isDir(src), isDir(dst)
+		if srcDir && !dstDir {
+			return syscall.ENOTDIR
+		}
+		if !srcDir && dstDir {
+			return syscall.EISDIR
+		}
+		if dstDir && dst.(*Dir).entries.len() > 0 {
+			return syscall.ENOTEMPTY
+		}
+	}
+	if isDir(src) && np.isWithin(src.(*Dir)) {
+		return syscall.EINVAL // a directory cannot move below itself
+	}
+	return 0
+}
+
+// isWithin reports whether d is dir or lies below it. root.tree must be
+// held.
+func (d *Dir) isWithin(dir *Dir) bool {
+	for p := d; p != nil; p = p.parent {
+		if p == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// moveLocked moves src from d/name to np/newName, replacing dst if there is
+// one, and returns the replaced node for freeing. root.tree must be
+// write-locked.
+func (d *Dir) moveLocked(name string, src inode, np *Dir, newName string, dst inode) inode {
+	if dst != nil {
+		if sub, ok := dst.(*Dir); ok {
+			np.rmdirLocked(newName, sub)
+		} else {
+			np.unlinkLocked(newName, dst)
+		}
+	}
+	d.entries.remove(name)
+	np.entries.add(newName, src)
+	if sub, ok := src.(*Dir); ok && d != np {
+		sub.parent = np
+		d.addLinks(-1)
+		np.addLinks(1)
+	}
+	src.base().touchCtime()
+	d.touchChange()
+	np.touchChange()
+	return dst
+}
+
+// exchangeLocked swaps the nodes at d/name and np/newName. root.tree must
+// be write-locked.
+func (d *Dir) exchangeLocked(name string, src inode, np *Dir, newName string, dst inode) {
+	d.entries.remove(name)
+	np.entries.remove(newName)
+	d.entries.add(name, dst)
+	np.entries.add(newName, src)
+	if d != np {
+		srcSub, srcIsDir := src.(*Dir)
+		dstSub, dstIsDir := dst.(*Dir)
+		if srcIsDir {
+			srcSub.parent = np
+		}
+		if dstIsDir {
+			dstSub.parent = d
+		}
+		if srcIsDir != dstIsDir {
+			delta := 1
+			if dstIsDir {
+				delta = -1
+			}
+			d.addLinks(-delta)
+			np.addLinks(delta)
+		}
+	}
+	src.base().touchCtime()
+	dst.base().touchCtime()
+	d.touchChange()
+	np.touchChange()
+}
+
+func isDir(n inode) bool {
+	_, ok := n.(*Dir)
+	return ok
+}
+
+// OpendirHandle opens a readdir stream (see dirEntries for its guarantees).
+func (d *Dir) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{dir: d}, 0, 0
+}
+
+// Fsync on a directory has nothing to make durable.
+func (d *Dir) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
+// dirHandle is one open directory stream. go-fuse serialises calls on one
+// handle.
+type dirHandle struct {
+	dir *Dir
+	pos uint64        // cookie of the last entry returned; 0 at the start
+	ent fuse.DirEntry // reused: go-fuse copies what Readdirent returns
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	d := h.dir
+	switch h.pos {
+	case 0:
+		d.touchAtime()
+		h.pos = cookieDot
+		h.ent = fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: d.ino(), Off: cookieDot}
+		return &h.ent, 0
+	case cookieDot:
+		d.root.tree.RLock()
+		parent := d.parent
+		d.root.tree.RUnlock()
+		ino := d.ino()
+		if parent != nil {
+			ino = parent.ino()
+		}
+		h.pos = cookieDotDot
+		h.ent = fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: ino, Off: cookieDotDot}
+		return &h.ent, 0
+	}
+	d.root.tree.RLock()
+	e := d.entries.after(h.pos)
+	if e == nil {
+		d.root.tree.RUnlock()
+		return nil, 0
+	}
+	h.ent = fuse.DirEntry{Name: e.name, Mode: e.child.EmbeddedInode().StableAttr().Mode, Ino: e.child.EmbeddedInode().StableAttr().Ino, Off: e.cookie}
+	d.root.tree.RUnlock()
+	h.pos = h.ent.Off
+	return &h.ent, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.pos = off
+	return 0
+}
+
+func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+
+func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }

@@ -1,0 +1,239 @@
+package fsnode
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tmpmount/tmpmount/spool"
+)
+
+// File is a regular file. Its data lives in a spool.File; the node keeps
+// the attributes and counts the open handles.
+type File struct {
+	node
+	data *spool.File
+
+	// Guarded by node.mu:
+	opens int  // handles not yet released
+	freed bool // data released: no name and no handle left
+}
+
+// openFlags are the FOPEN flags of every open. The daemon is the only
+// writer and every change passes through the kernel, so the page cache can
+// be kept across opens.
+const openFlags = fuse.FOPEN_KEEP_CACHE
+
+// Virtual extended attributes of regular files.
+const xattrResidency = xattrPrefix + "residency" // "memory" or "disk"
+
+func (r *Root) newFile() *File { return &File{data: r.store.NewFile()} }
+
+func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
+	st, err := f.data.Stat()
+	if err != nil {
+		return f.root.errno("stat", err)
+	}
+	f.mu.Lock()
+	f.fillCommonAttrLocked(out)
+	f.mu.Unlock()
+	out.Size = uint64(st.Size)
+	out.Blocks = uint64(st.Blocks)
+	return 0
+}
+
+func (f *File) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	return f.fillAttr(&out.Attr)
+}
+
+func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	sizeChanged := false
+	if size, ok := in.GetSize(); ok {
+		if size > math.MaxInt64 {
+			return syscall.EFBIG
+		}
+		st, err := f.data.Stat()
+		if err != nil {
+			return f.root.errno("truncate", err)
+		}
+		if err := f.data.Truncate(int64(size)); err != nil {
+			return f.root.errno("truncate", err)
+		}
+		sizeChanged = st.Size != int64(size)
+	}
+	f.applySetattr(in, sizeChanged)
+	return f.fillAttr(&out.Attr)
+}
+
+func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	h := f.newHandle()
+	if h == nil {
+		// The last name went away between the kernel's lookup and this
+		// open: answer as if the open had come after the unlink.
+		return nil, 0, syscall.ENOENT
+	}
+	return h, openFlags, 0
+}
+
+// newHandle counts a new open handle, or returns nil if the file's data
+// has already been freed.
+func (f *File) newHandle() *handle {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.freed {
+		return nil
+	}
+	f.opens++
+	return &handle{file: f}
+}
+
+// linkable reports whether the file may get a new name: it must still
+// hold its data (an O_TMPFILE file does while open).
+func (f *File) linkable() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.freed
+}
+
+// freeIfUnused releases the file's data once it has neither a name nor an
+// open handle. Whoever gets there first frees it.
+func (f *File) freeIfUnused() {
+	f.mu.Lock()
+	if f.freed || f.nlink > 0 || f.opens > 0 {
+		f.mu.Unlock()
+		return
+	}
+	f.freed = true
+	f.mu.Unlock()
+	f.root.unregisterFile(f)
+	f.root.inodes.Add(-1)
+	if err := f.data.Release(); err != nil {
+		f.root.log.Printf("free file %d: %v", f.ino(), err)
+	}
+}
+
+// forgetIfUnused drops the count of a node that lost its last name.
+func (r *Root) forgetIfUnused(n inode) {
+	if f, ok := n.(*File); ok {
+		f.freeIfUnused()
+		return
+	}
+	if n.base().links() == 0 {
+		r.inodes.Add(-1)
+	}
+}
+
+func (f *File) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.data.ReadAt(dest, off)
+	if err != nil {
+		return nil, f.root.errno("read", err)
+	}
+	f.touchAtime()
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (f *File) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := f.data.WriteAt(data, off)
+	if n > 0 {
+		f.touchChange()
+	}
+	if err != nil && n == 0 {
+		return 0, f.root.errno("write", err)
+	}
+	// A partial write reports what it wrote; the caller's next write gets
+	// the error.
+	return uint32(n), 0
+}
+
+func (f *File) Writev(ctx context.Context, fh fs.FileHandle, data [][]byte, off int64) (uint32, syscall.Errno) {
+	var total uint32
+	for _, d := range data {
+		n, errno := f.Write(ctx, fh, d, off)
+		total += n
+		off += int64(n)
+		if errno != 0 || int(n) < len(d) {
+			if total > 0 {
+				return total, 0
+			}
+			return 0, errno
+		}
+	}
+	return total, 0
+}
+
+func (f *File) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	if off > math.MaxInt64 || size > math.MaxInt64 {
+		return syscall.EFBIG
+	}
+	if err := f.data.Allocate(int64(off), int64(size), mode); err != nil {
+		return f.root.errno("fallocate", err)
+	}
+	f.touchChange()
+	return 0
+}
+
+func (f *File) Lseek(ctx context.Context, fh fs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if off > math.MaxInt64 {
+		return 0, syscall.ENXIO
+	}
+	var pos int64
+	var err error
+	switch whence {
+	case unixSeekData:
+		pos, err = f.data.SeekData(int64(off))
+	case unixSeekHole:
+		pos, err = f.data.SeekHole(int64(off))
+	default:
+		return 0, syscall.EINVAL
+	}
+	if err != nil {
+		return 0, f.root.errno("lseek", err)
+	}
+	return uint64(pos), 0
+}
+
+// Fsync succeeds: temporary data has no durability to promise, and msync(2)
+// needs it to.
+func (f *File) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
+func (f *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr == xattrResidency {
+		return copyXattr(dest, []byte(f.data.Residency().String()))
+	}
+	return f.node.Getxattr(ctx, attr, dest)
+}
+
+// handle is one open of a File.
+type handle struct {
+	file     *File
+	released atomic.Bool
+}
+
+// Release drops the handle's count; the kernel sends it once per open,
+// after the last close(2) or munmap(2) that used it.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if h.released.Swap(true) {
+		h.file.root.log.Printf("bug: file %d: handle released twice", h.file.ino())
+		return 0
+	}
+	f := h.file
+	f.mu.Lock()
+	f.opens--
+	if f.opens < 0 {
+		f.root.log.Printf("bug: file %d: open count below zero", f.ino())
+		f.opens = 0
+	}
+	f.mu.Unlock()
+	f.freeIfUnused()
+	return 0
+}
+
+const (
+	unixSeekData = 3 // SEEK_DATA
+	unixSeekHole = 4 // SEEK_HOLE
+)

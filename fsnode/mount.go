@@ -1,0 +1,71 @@
+package fsnode
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// MountConfig holds the choices of the person mounting; the FUSE settings
+// that make tmpmount correct and fast are fixed in Mount.
+type MountConfig struct {
+	AllowOther bool // let other users in
+	Debug      bool // log every request
+}
+
+// cacheTimeout is how long the kernel may trust entries, negative entries
+// and attributes. The daemon is the only writer and every change but its
+// own policy deletes passes through the kernel, which invalidates what a
+// change touches; the daemon notifies the kernel of the rest.
+const cacheTimeout = time.Hour
+
+// maxWrite is the largest READ and WRITE request: 1 MiB (the kernel's
+// default max_pages_limit) halves the round trips of large I/O compared
+// with go-fuse's 128 KiB default.
+const maxWrite = 1 << 20
+
+// Mount mounts the tree at mountpoint and starts serving it. It returns
+// once the kernel has the mount.
+func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
+	timeout := cacheTimeout
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: mc.AllowOther,
+			// default_permissions: the kernel checks modes, owners and the
+			// sticky bit, as it does for tmpfs.
+			Options:     []string{"default_permissions"},
+			FsName:      "tmpmount",
+			Name:        "tmpmount",
+			MaxWrite:    maxWrite,
+			DirectMount: os.Geteuid() == 0,
+			Debug:       mc.Debug,
+			Logger:      r.log,
+			// HANDLE_KILLPRIV_V2: without it the kernel asks for
+			// security.capability before every write (see rawFS).
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		// Node ids are inode numbers: the raw wrapper finds files by them,
+		// and inode numbers are never reused within a mount.
+		ExternalNodeID:  true,
+		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
+		NullPermissions: true, // a mode of 0000 is a mode, not a default
+		Logger:          r.log,
+	}
+	raw := fs.NewNodeFS(r.dir, opts)
+	server, err := fuse.NewServer(&rawFS{RawFileSystem: raw, root: r}, mountpoint, &opts.MountOptions)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return server, nil
+}

@@ -1,0 +1,241 @@
+package fsnode
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+const (
+	fuseDirMode = syscall.S_IFDIR
+	maxNameLen  = 255 // NAME_MAX, as tmpfs
+	maxLinks    = 1<<32 - 1
+	blockSize   = 4096 // st_blksize
+)
+
+// timespec is a time as the kernel keeps it: seconds and nanoseconds, with
+// the full range of 64-bit seconds that utimensat(2) accepts.
+type timespec struct {
+	sec  int64
+	nsec uint32
+}
+
+func nowTimespec() timespec { return toTimespec(time.Now()) }
+
+func toTimespec(t time.Time) timespec {
+	return timespec{sec: t.Unix(), nsec: uint32(t.Nanosecond())}
+}
+
+func (t timespec) before(u timespec) bool {
+	return t.sec < u.sec || (t.sec == u.sec && t.nsec < u.nsec)
+}
+
+// node is what every kind of node has: its place in go-fuse and its
+// attributes. The concrete types (Dir, File, Symlink, Special) embed it.
+type node struct {
+	fs.Inode
+	root *Root
+
+	mu    sync.Mutex // guards the fields below
+	mode  uint32     // file type and permission bits
+	uid   uint32
+	gid   uint32
+	nlink uint32 // changed only with root.tree held too
+	rdev  uint32
+	atime timespec
+	mtime timespec
+	ctime timespec
+
+	xattrs map[string][]byte
+}
+
+// inode is implemented by every node type: it lets directories hold and
+// describe children of any kind.
+type inode interface {
+	fs.InodeEmbedder
+	base() *node
+	// fillAttr writes the node's full attributes into out.
+	fillAttr(out *fuse.Attr) syscall.Errno
+}
+
+func (n *node) base() *node { return n }
+
+func (n *node) ino() uint64 { return n.StableAttr().Ino }
+
+// fillCommonAttr writes the attributes every node type shares. n.mu must be
+// held.
+func (n *node) fillCommonAttrLocked(out *fuse.Attr) {
+	out.Ino = n.ino()
+	out.Mode = n.mode
+	out.Nlink = n.nlink
+	out.Owner = fuse.Owner{Uid: n.uid, Gid: n.gid}
+	out.Rdev = n.rdev
+	out.Blksize = blockSize
+	out.Atime, out.Atimensec = uint64(n.atime.sec), n.atime.nsec
+	out.Mtime, out.Mtimensec = uint64(n.mtime.sec), n.mtime.nsec
+	out.Ctime, out.Ctimensec = uint64(n.ctime.sec), n.ctime.nsec
+}
+
+// initNode sets up a new node's attributes for a caller creating it in
+// parent with mode (type and permissions, umask already applied by the
+// kernel), following inode_init_owner: the caller owns it, and a setgid
+// parent passes on its group (and, to directories, the setgid bit).
+func initNode(n *node, r *Root, parent *Dir, caller *fuse.Caller, mode uint32) {
+	now := nowTimespec()
+	n.root = r
+	n.mode = mode
+	n.uid, n.gid = caller.Uid, caller.Gid
+	parent.mu.Lock()
+	if parent.mode&syscall.S_ISGID != 0 {
+		n.gid = parent.gid
+		if mode&syscall.S_IFMT == syscall.S_IFDIR {
+			n.mode |= syscall.S_ISGID
+		}
+	}
+	parent.mu.Unlock()
+	n.atime, n.mtime, n.ctime = now, now, now
+}
+
+// touchChange marks a change of the node's contents: mtime and ctime.
+func (n *node) touchChange() {
+	now := nowTimespec()
+	n.mu.Lock()
+	n.mtime, n.ctime = now, now
+	n.mu.Unlock()
+}
+
+// touchCtime marks a change of the node's attributes or links.
+func (n *node) touchCtime() {
+	now := nowTimespec()
+	n.mu.Lock()
+	n.ctime = now
+	n.mu.Unlock()
+}
+
+// touchAtime updates atime after a read as relatime does: when atime is
+// not newer than mtime or ctime, or is a day old.
+func (n *node) touchAtime() {
+	now := nowTimespec()
+	n.mu.Lock()
+	if !n.mtime.before(n.atime) || !n.ctime.before(n.atime) || now.sec-n.atime.sec >= 24*60*60 {
+		n.atime = now
+	}
+	n.mu.Unlock()
+}
+
+// addLinks changes the link count. root.tree must be held.
+func (n *node) addLinks(delta int) {
+	n.mu.Lock()
+	n.nlink = uint32(int64(n.nlink) + int64(delta))
+	n.mu.Unlock()
+}
+
+func (n *node) links() uint32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nlink
+}
+
+// applySetattr applies the attribute changes of a SETATTR request other
+// than size, and marks ctime. Permission checks are the kernel's
+// (default_permissions).
+func (n *node) applySetattr(in *fuse.SetAttrIn, sizeChanged bool) {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if mode, ok := in.GetMode(); ok {
+		n.mode = n.mode&syscall.S_IFMT | mode
+	}
+	if uid, ok := in.GetUID(); ok {
+		n.uid = uid
+	}
+	if gid, ok := in.GetGID(); ok {
+		n.gid = gid
+	}
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+		n.killSuidLocked()
+	}
+	if t, ok := in.GetATime(); ok {
+		n.atime = toTimespec(t)
+	}
+	if t, ok := in.GetMTime(); ok {
+		n.mtime = toTimespec(t)
+	} else if sizeChanged {
+		n.mtime = toTimespec(now)
+	}
+	if t, ok := in.GetCTime(); ok {
+		n.ctime = toTimespec(t)
+	} else {
+		n.ctime = toTimespec(now)
+	}
+}
+
+// killSuidLocked clears set-user-ID, and set-group-ID where group execute
+// is set, as the kernel does when an unprivileged caller writes or
+// truncates a file (FUSE_HANDLE_KILLPRIV_V2 leaves it to us).
+func (n *node) killSuidLocked() {
+	n.mode &^= syscall.S_ISUID
+	if n.mode&syscall.S_IXGRP != 0 {
+		n.mode &^= syscall.S_ISGID
+	}
+}
+
+func (n *node) killSuid() {
+	n.mu.Lock()
+	n.killSuidLocked()
+	n.mu.Unlock()
+}
+
+// callerOf returns who made the request: every request from the kernel
+// carries it.
+func callerOf(ctx context.Context) *fuse.Caller {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c
+	}
+	return &fuse.Caller{}
+}
+
+// mayDelete applies the sticky-bit rule to removing or replacing victim's
+// entry in dir: in a sticky directory only the owner of the entry, the
+// owner of the directory, or root may. The kernel checks this first; the
+// daemon checks again so that the rule holds even if the kernel's view of
+// the attributes were stale.
+func mayDelete(dir *Dir, victim inode, caller *fuse.Caller) bool {
+	if caller.Uid == 0 {
+		return true
+	}
+	dir.mu.Lock()
+	sticky, dirUID := dir.mode&syscall.S_ISVTX != 0, dir.uid
+	dir.mu.Unlock()
+	if !sticky || caller.Uid == dirUID {
+		return true
+	}
+	v := victim.base()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return caller.Uid == v.uid
+}
+
+// Statfs reports the spill disk's space: it is where data lives once it
+// leaves RAM.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	st, err := n.root.store.Statfs()
+	if err != nil {
+		return n.root.errno("statfs", err)
+	}
+	scale := func(v uint64) uint64 { return v * uint64(st.Bsize) / blockSize }
+	out.Bsize = blockSize
+	out.Frsize = blockSize
+	out.Blocks = scale(st.Blocks)
+	out.Bfree = scale(st.Bfree)
+	out.Bavail = scale(st.Bavail)
+	used := uint64(n.root.Inodes())
+	out.Files = max(used, 1<<32)
+	out.Ffree = out.Files - used
+	out.NameLen = maxNameLen
+	return 0
+}

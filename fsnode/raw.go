@@ -1,0 +1,36 @@
+package fsnode
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// rawFS sits between go-fuse's server and its fs bridge to see request
+// fields the fs API drops. go-fuse dispatches WRITE to Writev first and
+// falls back to Write only on ENOSYS, so both are covered.
+type rawFS struct {
+	fuse.RawFileSystem
+	root *Root
+}
+
+func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	r.beforeWrite(in)
+	return r.RawFileSystem.Writev(cancel, in, data)
+}
+
+func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	r.beforeWrite(in)
+	return r.RawFileSystem.Write(cancel, in, data)
+}
+
+// beforeWrite clears set-user-ID and set-group-ID bits when the kernel asks
+// for it: with FUSE_HANDLE_KILLPRIV_V2 it flags the writes of callers
+// without CAP_FSETID instead of asking for security.capability before
+// every write.
+func (r *rawFS) beforeWrite(in *fuse.WriteIn) {
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
+		return
+	}
+	if f := r.root.fileByIno(in.NodeId); f != nil {
+		f.killSuid()
+	}
+}

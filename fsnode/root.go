@@ -1,0 +1,110 @@
+// Package fsnode glues tmpmount's file data (spool) to go-fuse's fs API: it
+// holds the directory tree, attributes and extended attributes of every
+// node, and answers the kernel's requests with the errno tmpfs would give.
+//
+// The tree is tmpmount's own: each node type (Dir, File, Symlink, Special)
+// embeds go-fuse's fs.Inode, and the same object is handed back to go-fuse on
+// every lookup, so go-fuse's own tree is only a cache of what the kernel
+// currently knows. Node ids equal inode numbers (fs.Options.ExternalNodeID),
+// which lets the raw request wrapper (raw.go) find a node from a request.
+//
+// Locking: Root.tree guards every directory's entries, parent pointers and
+// link counts; node.mu guards one node's attributes. Take tree before any
+// node.mu, and never hold two node.mu at once.
+package fsnode
+
+import (
+	"log"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tmpmount/tmpmount/spool"
+)
+
+// Config is what a mount needs to serve its tree.
+type Config struct {
+	Store *spool.Store
+
+	// Mode, UID and GID are the root directory's permission bits and
+	// owner, as tmpfs's mode=, uid= and gid= options.
+	Mode     uint32
+	UID, GID uint32
+
+	// Logger gets operational messages (never nil after New).
+	Logger *log.Logger
+}
+
+// Root is the state of one mount: the only per-mount state there is.
+type Root struct {
+	store *spool.Store
+	log   *log.Logger
+
+	dir *Dir // the root directory
+
+	// tree guards every Dir's entries and parent, and link counts.
+	tree sync.RWMutex
+
+	nextIno atomic.Uint64 // last inode number handed out
+	inodes  atomic.Int64  // nodes that still have a name or an open handle
+
+	// files maps inode numbers to the regular files whose data is not yet
+	// freed, so that raw requests (which carry only a node id) can find
+	// them.
+	filesMu sync.Mutex
+	files   map[uint64]*File
+}
+
+// rootIno is the root directory's inode number (and FUSE node id).
+const rootIno = 1
+
+// New makes the tree of a fresh, empty mount.
+func New(cfg Config) *Root {
+	r := &Root{
+		store: cfg.Store,
+		log:   cfg.Logger,
+		files: make(map[uint64]*File),
+	}
+	if r.log == nil {
+		r.log = log.Default()
+	}
+	r.nextIno.Store(rootIno)
+	now := nowTimespec()
+	r.dir = &Dir{node: node{
+		root:  r,
+		mode:  fuseDirMode | cfg.Mode&07777,
+		uid:   cfg.UID,
+		gid:   cfg.GID,
+		nlink: 2,
+		atime: now, mtime: now, ctime: now,
+	}}
+	r.dir.entries.init()
+	r.inodes.Store(1)
+	return r
+}
+
+// Store returns the spool store that holds file data.
+func (r *Root) Store() *spool.Store { return r.store }
+
+// Inodes is the number of nodes in use: named, or unnamed but open.
+func (r *Root) Inodes() int64 { return r.inodes.Load() }
+
+func (r *Root) allocIno() uint64 { return r.nextIno.Add(1) }
+
+func (r *Root) registerFile(f *File) {
+	r.filesMu.Lock()
+	r.files[f.ino()] = f
+	r.filesMu.Unlock()
+}
+
+func (r *Root) unregisterFile(f *File) {
+	r.filesMu.Lock()
+	delete(r.files, f.ino())
+	r.filesMu.Unlock()
+}
+
+// fileByIno returns the live regular file with inode number ino, or nil.
+func (r *Root) fileByIno(ino uint64) *File {
+	r.filesMu.Lock()
+	defer r.filesMu.Unlock()
+	return r.files[ino]
+}

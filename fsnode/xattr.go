@@ -1,0 +1,159 @@
+package fsnode
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Extended attributes are stored per node as tmpfs stores them: user.*,
+// trusted.* and security.* names; other namespaces (system.*, where POSIX
+// ACLs live) are not supported. The kernel has already applied the
+// namespace permission rules (trusted.* needs CAP_SYS_ADMIN, user.* only on
+// regular files and directories) and the size limits (names up to 255
+// bytes, values up to 64 KiB) before a request reaches us.
+//
+// Names under user.tmpmount. are tmpmount's own (see virtualXattrs): they
+// are computed, not stored, and are not listed, so that cp -a or tar
+// --xattrs do not copy them to other filesystems.
+
+const (
+	xattrPrefix = "user.tmpmount."
+	// xattrSpaceMax bounds the xattr bytes (names and values) one node may
+	// hold, so a client cannot grow the daemon without bound through one
+	// file. Past it, setxattr fails with ENOSPC.
+	xattrSpaceMax = 1 << 20
+
+	xattrNameMax = 255     // XATTR_NAME_MAX
+	xattrSizeMax = 1 << 16 // XATTR_SIZE_MAX
+)
+
+var xattrNamespaces = []string{"user.", "trusted.", "security."}
+
+func supportedXattr(name string) bool {
+	for _, ns := range xattrNamespaces {
+		if strings.HasPrefix(name, ns) && len(name) > len(ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyXattr answers a getxattr/listxattr-style request: with an empty dest
+// it reports the size; with a dest too small, ERANGE.
+func copyXattr(dest, value []byte) (uint32, syscall.Errno) {
+	if len(dest) < len(value) {
+		return uint32(len(value)), syscall.ERANGE
+	}
+	return uint32(copy(dest, value)), 0
+}
+
+// Getxattr returns a stored extended attribute.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if strings.HasPrefix(attr, xattrPrefix) {
+		return 0, unix.ENODATA
+	}
+	return n.getStoredXattr(attr, dest)
+}
+
+func (n *node) getStoredXattr(attr string, dest []byte) (uint32, syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, ok := n.xattrs[attr]
+	if !ok {
+		if !supportedXattr(attr) {
+			return 0, syscall.EOPNOTSUPP
+		}
+		return 0, unix.ENODATA
+	}
+	return copyXattr(dest, v)
+}
+
+// Setxattr stores an extended attribute, honouring XATTR_CREATE and
+// XATTR_REPLACE.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if strings.HasPrefix(attr, xattrPrefix) {
+		return syscall.EPERM
+	}
+	return n.setStoredXattr(attr, data, flags)
+}
+
+func (n *node) setStoredXattr(attr string, data []byte, flags uint32) syscall.Errno {
+	if !supportedXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
+	if len(attr) > xattrNameMax {
+		return syscall.ERANGE
+	}
+	if len(data) > xattrSizeMax {
+		return syscall.E2BIG
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old, exists := n.xattrs[attr]
+	switch {
+	case flags&unix.XATTR_CREATE != 0 && exists:
+		return syscall.EEXIST
+	case flags&unix.XATTR_REPLACE != 0 && !exists:
+		return unix.ENODATA
+	}
+	used := 0
+	for k, v := range n.xattrs {
+		used += len(k) + len(v)
+	}
+	if exists {
+		used -= len(attr) + len(old)
+	}
+	if used+len(attr)+len(data) > xattrSpaceMax {
+		return syscall.ENOSPC
+	}
+	if n.xattrs == nil {
+		n.xattrs = make(map[string][]byte)
+	}
+	n.xattrs[attr] = slices.Clone(data)
+	n.ctime = nowTimespec()
+	return 0
+}
+
+// Removexattr deletes a stored extended attribute.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if strings.HasPrefix(attr, xattrPrefix) {
+		return syscall.EPERM
+	}
+	if !supportedXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.xattrs[attr]; !ok {
+		return unix.ENODATA
+	}
+	delete(n.xattrs, attr)
+	n.ctime = nowTimespec()
+	return 0
+}
+
+// Listxattr lists the stored attribute names, NUL-terminated, in sorted
+// order. trusted.* names are listed only to root, as tmpfs lists them only
+// to CAP_SYS_ADMIN.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	privileged := callerOf(ctx).Uid == 0
+	n.mu.Lock()
+	names := make([]string, 0, len(n.xattrs))
+	for k := range n.xattrs {
+		if privileged || !strings.HasPrefix(k, "trusted.") {
+			names = append(names, k)
+		}
+	}
+	n.mu.Unlock()
+	slices.Sort(names)
+	var list []byte
+	for _, k := range names {
+		list = append(list, k...)
+		list = append(list, 0)
+	}
+	return copyXattr(dest, list)
+}
