@@ -1,0 +1,151 @@
+// Command tmpmount mounts a temporary FUSE filesystem whose files live in
+// RAM and roll over to disk past a per-file size.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/tmpmount/tmpmount/fsnode"
+	"github.com/tmpmount/tmpmount/spool"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a failure while serving
+	exitUsage   = 2 // bad command line or setup: nothing was mounted
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	logger := log.New(stderr, "tmpmount: ", 0)
+	o, err := parseArgs(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		logger.Print(err)
+		return exitUsage
+	}
+	if o.version {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+
+	mountpoint, err := checkMountpoint(o.mountpoint)
+	if err != nil {
+		logger.Print(err)
+		return exitUsage
+	}
+	if err := checkFUSE(); err != nil {
+		logger.Print(err)
+		return exitUsage
+	}
+	parent, err := spillParent(o.spillDir, mountpoint)
+	if err != nil {
+		logger.Print(err)
+		return exitUsage
+	}
+	store, err := spool.Open(spool.Config{SpillParent: parent, MaxSize: o.maxSize.bytes})
+	if err != nil {
+		logger.Printf("cannot use spill dir %s: %v: choose another with --spill-dir", parent, errors.Unwrap(err))
+		return exitUsage
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Print(err)
+		}
+	}()
+
+	root := fsnode.New(fsnode.Config{
+		Store:  store,
+		Mode:   o.mode,
+		UID:    o.uid,
+		GID:    o.gid,
+		Logger: logger,
+	})
+	server, err := root.Mount(mountpoint, fsnode.MountConfig{AllowOther: o.allowOther, Debug: o.debug})
+	if err != nil {
+		logger.Printf("%v", err)
+		return exitUsage
+	}
+	logger.Printf("serving %s (max-size %s, spill dir %s)", mountpoint, describeMaxSize(o.maxSize.bytes), store.Dir())
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range signals {
+			logger.Printf("%v: unmounting %s", sig, mountpoint)
+			unmount(server, mountpoint, logger)
+		}
+	}()
+	server.Wait()
+	signal.Stop(signals)
+	close(signals)
+	logger.Printf("unmounted %s", mountpoint)
+	return exitOK
+}
+
+// unmount unmounts, and if the mount is busy, detaches it lazily: the
+// mount point is free at once, and the daemon serves the processes still
+// inside until the last one leaves.
+func unmount(server *fuse.Server, mountpoint string, logger *log.Logger) {
+	err := server.Unmount()
+	if err == nil {
+		return
+	}
+	logger.Printf("%s is busy (%v); detaching it lazily: it goes away when the last process using it leaves", mountpoint, err)
+	if os.Geteuid() == 0 {
+		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
+	} else {
+		err = exec.Command("fusermount3", "-u", "-z", mountpoint).Run()
+	}
+	if err != nil {
+		logger.Printf("lazy unmount of %s failed: %v", mountpoint, err)
+	}
+}
+
+func describeMaxSize(n int64) string {
+	if n == 0 {
+		return "0, never by size"
+	}
+	return formatSize(n)
+}
+
+// version is set at link time (-ldflags "-X main.version=...") for
+// releases; otherwise the module version is used.
+var version = ""
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	fuseVersion := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			if dep.Path == "github.com/hanwen/go-fuse/v2" {
+				fuseVersion = ", go-fuse " + dep.Version
+			}
+		}
+	}
+	return fmt.Sprintf("tmpmount %s%s", v, fuseVersion)
+}

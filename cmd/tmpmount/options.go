@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+)
+
+// options is everything the command line says.
+type options struct {
+	maxSize    sizeFlag
+	spillDir   string
+	mode       uint32
+	uid, gid   uint32
+	allowOther bool
+	debug      bool
+	version    bool
+	mountpoint string
+}
+
+const defaultMaxSize = 8 << 20
+
+const usageHead = `Usage: tmpmount [flags] MOUNTPOINT
+
+Mounts a temporary filesystem at MOUNTPOINT and serves it until it is
+unmounted (umount, fusermount3 -u) or tmpmount gets SIGINT or SIGTERM.
+A file's data stays in RAM until the file grows past --max-size, then
+moves to a nameless file in a private directory inside --spill-dir.
+
+Flags:
+`
+
+// newFlagSet declares the flags into o.
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("tmpmount", flag.ContinueOnError)
+	o.maxSize.bytes = defaultMaxSize
+	o.mode = 0o1777
+	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
+	fs.Var(&o.maxSize, "max-size", "per-file RAM threshold: a file larger than this rolls over to disk; 0 = never by size.\nSIZE is "+sizeHelp)
+	fs.StringVar(&o.spillDir, "spill-dir", "", "`DIR` in which to make the private spill directory (default $TMPDIR, else /var/tmp; never inside the mount)")
+	fs.Var(octalFlag{&o.mode}, "mode", "permission bits of the root directory, in octal, as tmpfs's mode=")
+	fs.Var(idFlag{&o.uid, lookupUser}, "uid", "owner of the root directory: a user name or number (default: you)")
+	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a group name or number (default: yours)")
+	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
+	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		w := fs.Output()
+		io.WriteString(w, usageHead)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// errUsage marks command-line errors: they exit with status 2.
+var errUsage = errors.New("usage")
+
+// parseArgs reads the command line. Flags may come before or after the
+// mount point. Errors are one line, wrapped in errUsage; -h gives
+// flag.ErrHelp after printing the help to stdout.
+func parseArgs(args []string, stdout io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	fs.SetOutput(io.Discard)
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(stdout)
+				fs.Usage()
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v (see tmpmount -help)", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if o.version {
+		return o, nil
+	}
+	switch len(positional) {
+	case 0:
+		return nil, fmt.Errorf("%w: missing MOUNTPOINT (see tmpmount -help)", errUsage)
+	case 1:
+		o.mountpoint = positional[0]
+	default:
+		return nil, fmt.Errorf("%w: one MOUNTPOINT expected, got %q (see tmpmount -help)", errUsage, positional)
+	}
+	return o, nil
+}
+
+// octalFlag is a mode in octal.
+type octalFlag struct{ v *uint32 }
+
+func (f octalFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return fmt.Sprintf("%04o", *f.v)
+}
+
+func (f octalFlag) Set(s string) error {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return fmt.Errorf("invalid mode %q: give octal permission bits such as 1777 or 0700", s)
+	}
+	*f.v = uint32(v)
+	return nil
+}
+
+// idFlag is a user or group id, given as a number or a name.
+type idFlag struct {
+	v      *uint32
+	lookup func(string) (string, error)
+}
+
+func (f idFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*f.v), 10)
+}
+
+func (f idFlag) Set(s string) error {
+	text := s
+	if strings.TrimLeft(s, "0123456789") != "" {
+		id, err := f.lookup(s)
+		if err != nil {
+			return fmt.Errorf("unknown %q: %v", s, err)
+		}
+		text = id
+	}
+	v, err := strconv.ParseUint(text, 10, 32)
+	if err != nil || v == 1<<32-1 {
+		return fmt.Errorf("invalid id %q", s)
+	}
+	*f.v = uint32(v)
+	return nil
+}
+
+func lookupUser(name string) (string, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", err
+	}
+	return u.Uid, nil
+}
+
+func lookupGroup(name string) (string, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return "", err
+	}
+	return g.Gid, nil
+}
