@@ -1,0 +1,233 @@
+// Package e2e mounts the real tmpmount binary and drives it with real
+// programs and system calls. It imports no tmpmount package: it talks to
+// the binary, as a user would.
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tmpmountBin is the binary under test, built once by TestMain.
+var tmpmountBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tmpmount-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tmpmountBin = filepath.Join(dir, "tmpmount")
+	build := exec.Command("go", "build", "-o", tmpmountBin, "../cmd/tmpmount")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building tmpmount:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireFUSE skips a test that needs FUSE where there is none, except
+// under CI=true, where a missing FUSE is a failure.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	missing := ""
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		missing = "no /dev/fuse"
+	} else if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			missing = "not root and no fusermount3"
+		}
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("FUSE is required under CI=true: %s", missing)
+	}
+	t.Skipf("FUSE not available: %s", missing)
+}
+
+// requireRoot skips (or, under CI, fails) a test that needs root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("this test needs root under CI=true")
+	}
+	t.Skip("needs root")
+}
+
+// syncBuffer collects a process's stderr safely.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Mount is a running tmpmount daemon and its mount point.
+type Mount struct {
+	Dir         string // the mount point
+	SpillParent string // what --spill-dir was given
+	Stderr      *syncBuffer
+
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the daemon exits
+	waitErr error
+}
+
+// startMount starts tmpmount with args on a fresh mount point and a fresh
+// spill parent, waits until the mount is there, and unmounts it when the
+// test ends, checking that the daemon exited cleanly and left nothing in
+// the spill parent.
+func startMount(t *testing.T, args ...string) *Mount {
+	t.Helper()
+	requireFUSE(t)
+	m := &Mount{Dir: t.TempDir(), SpillParent: t.TempDir(), Stderr: &syncBuffer{}}
+	full := append([]string{"--spill-dir", m.SpillParent}, args...)
+	full = append(full, m.Dir)
+	m.cmd = exec.Command(tmpmountBin, full...)
+	m.cmd.Stderr = m.Stderr
+	m.cmd.Stdout = m.Stderr
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("start tmpmount: %v", err)
+	}
+	m.done = make(chan struct{})
+	go func() {
+		m.waitErr = m.cmd.Wait()
+		close(m.done)
+	}()
+	waitFor(t, 10*time.Second, "mount at "+m.Dir, func() bool {
+		select {
+		case <-m.done:
+			t.Fatalf("tmpmount exited before mounting: %v\n%s", m.waitErr, m.Stderr)
+		default:
+		}
+		return isMountPoint(m.Dir)
+	})
+	t.Cleanup(func() { m.stop(t) })
+	return m
+}
+
+// stop unmounts (if still mounted) and checks the daemon's exit.
+func (m *Mount) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-m.done:
+	default:
+		if isMountPoint(m.Dir) {
+			if err := unmountPath(m.Dir); err != nil {
+				t.Errorf("unmount %s: %v", m.Dir, err)
+				m.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+	}
+	m.waitExit(t, 20*time.Second)
+	if m.waitErr != nil {
+		t.Errorf("tmpmount exited with %v\n%s", m.waitErr, m.Stderr)
+	}
+	entries, err := os.ReadDir(m.SpillParent)
+	if err != nil {
+		t.Errorf("read spill parent: %v", err)
+	}
+	for _, e := range entries {
+		t.Errorf("spill parent %s still holds %s after unmount", m.SpillParent, e.Name())
+	}
+}
+
+// waitExit waits for the daemon to exit, killing it past the deadline.
+func (m *Mount) waitExit(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-m.done:
+	case <-time.After(d):
+		m.cmd.Process.Kill()
+		<-m.done
+		t.Errorf("tmpmount did not exit within %v after unmount\n%s", d, m.Stderr)
+	}
+}
+
+// Path joins names onto the mount point.
+func (m *Mount) Path(names ...string) string {
+	return filepath.Join(append([]string{m.Dir}, names...)...)
+}
+
+func unmountPath(dir string) error {
+	if os.Geteuid() == 0 {
+		return syscall.Unmount(dir, 0)
+	}
+	out, err := exec.Command("fusermount3", "-u", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// isMountPoint reports whether a FUSE mount sits at dir.
+func isMountPoint(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == dir && strings.Contains(line, " - fuse.tmpmount ") {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+		runtime.Gosched()
+	}
+}
+
+// runCmd runs a command in dir and fails the test if it fails.
+func runCmd(t *testing.T, dir string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		t.Fatalf("%s: %v", name, err)
+	}
+	return string(out)
+}
