@@ -11,7 +11,7 @@ import (
 var knownPosixFailures = map[string]string{
 	"FcntlFlockLocksFile": "it expects a second descriptor of the same process to conflict with the " +
 		"first one's POSIX lock, but POSIX record locks belong to the process (tmpfs fails it too); " +
-		"TestLocksTwoProcesses checks locks between processes instead",
+		"TestProgramPOSIXLocks checks locks between processes instead",
 }
 
 // TestPosix runs every test of go-fuse's posixtest suite, each on a fresh

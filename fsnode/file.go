@@ -50,7 +50,7 @@ func (f *File) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 }
 
 func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	sizeChanged := false
+	stamp := false
 	if size, ok := in.GetSize(); ok {
 		if size > math.MaxInt64 {
 			return syscall.EFBIG
@@ -62,9 +62,13 @@ func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		if err := f.data.Truncate(int64(size)); err != nil {
 			return f.root.errno("truncate", err)
 		}
-		sizeChanged = st.Size != int64(size)
+		// The kernel leaves a truncate's times to us. As tmpfs:
+		// ftruncate(2) always marks mtime and ctime; truncate(2) does when
+		// the size changes, or when it cuts a file that holds pages.
+		_, viaFd := in.GetFh()
+		stamp = viaFd || st.Size != int64(size) || st.Blocks > 0
 	}
-	f.applySetattr(in, sizeChanged)
+	f.applySetattr(in, stamp)
 	return f.fillAttr(&out.Attr)
 }
 
@@ -74,6 +78,16 @@ func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// The last name went away between the kernel's lookup and this
 		// open: answer as if the open had come after the unlink.
 		return nil, 0, syscall.ENOENT
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		// With FUSE_ATOMIC_O_TRUNC the kernel leaves O_TRUNC to the
+		// open, which saves a SETATTR round trip and lets us mark the
+		// times as tmpfs does for every O_TRUNC open.
+		if err := f.data.Truncate(0); err != nil {
+			h.Release(ctx)
+			return nil, 0, f.root.errno("truncate", err)
+		}
+		f.touchChange()
 	}
 	return h, openFlags, 0
 }

@@ -45,7 +45,8 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 			Logger:      r.log,
 			// HANDLE_KILLPRIV_V2: without it the kernel asks for
 			// security.capability before every write (see rawFS).
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			// ATOMIC_O_TRUNC: open(O_TRUNC) is one request, not two.
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,

@@ -141,9 +141,10 @@ func (n *node) links() uint32 {
 }
 
 // applySetattr applies the attribute changes of a SETATTR request other
-// than size, and marks ctime. Permission checks are the kernel's
+// than size, and marks ctime if anything changed; stamp says a truncate
+// also marks mtime and ctime. Permission checks are the kernel's
 // (default_permissions).
-func (n *node) applySetattr(in *fuse.SetAttrIn, sizeChanged bool) {
+func (n *node) applySetattr(in *fuse.SetAttrIn, stamp bool) {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -164,12 +165,14 @@ func (n *node) applySetattr(in *fuse.SetAttrIn, sizeChanged bool) {
 	}
 	if t, ok := in.GetMTime(); ok {
 		n.mtime = toTimespec(t)
-	} else if sizeChanged {
+	} else if stamp {
 		n.mtime = toTimespec(now)
 	}
-	if t, ok := in.GetCTime(); ok {
+	const sizeOnly = fuse.FATTR_SIZE | fuse.FATTR_FH | fuse.FATTR_LOCKOWNER
+	switch t, ok := in.GetCTime(); {
+	case ok:
 		n.ctime = toTimespec(t)
-	} else {
+	case stamp || in.Valid&^sizeOnly != 0:
 		n.ctime = toTimespec(now)
 	}
 }

@@ -22,6 +22,18 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 	return r.RawFileSystem.Write(cancel, in, data)
 }
 
+// Open clears set-user-ID and set-group-ID bits when an unprivileged
+// open(O_TRUNC) truncates (FUSE_ATOMIC_O_TRUNC with HANDLE_KILLPRIV_V2).
+func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	st := r.RawFileSystem.Open(cancel, in, out)
+	if st.Ok() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0 {
+		if f := r.root.fileByIno(in.NodeId); f != nil {
+			f.killSuid()
+		}
+	}
+	return st
+}
+
 // beforeWrite clears set-user-ID and set-group-ID bits when the kernel asks
 // for it: with FUSE_HANDLE_KILLPRIV_V2 it flags the writes of callers
 // without CAP_FSETID instead of asking for security.capability before

@@ -33,13 +33,19 @@ const (
 
 var xattrNamespaces = []string{"user.", "trusted.", "security."}
 
-func supportedXattr(name string) bool {
+// checkXattrName says whether a name is one tmpfs stores: EINVAL for a
+// bare namespace prefix ("user."), as the kernel's xattr_resolve_name,
+// and EOPNOTSUPP for other namespaces.
+func checkXattrName(name string) syscall.Errno {
 	for _, ns := range xattrNamespaces {
-		if strings.HasPrefix(name, ns) && len(name) > len(ns) {
-			return true
+		if strings.HasPrefix(name, ns) {
+			if len(name) == len(ns) {
+				return syscall.EINVAL
+			}
+			return 0
 		}
 	}
-	return false
+	return syscall.EOPNOTSUPP
 }
 
 // copyXattr answers a getxattr/listxattr-style request: with an empty dest
@@ -64,8 +70,8 @@ func (n *node) getStoredXattr(attr string, dest []byte) (uint32, syscall.Errno) 
 	defer n.mu.Unlock()
 	v, ok := n.xattrs[attr]
 	if !ok {
-		if !supportedXattr(attr) {
-			return 0, syscall.EOPNOTSUPP
+		if errno := checkXattrName(attr); errno != 0 {
+			return 0, errno
 		}
 		return 0, unix.ENODATA
 	}
@@ -82,8 +88,8 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 }
 
 func (n *node) setStoredXattr(attr string, data []byte, flags uint32) syscall.Errno {
-	if !supportedXattr(attr) {
-		return syscall.EOPNOTSUPP
+	if errno := checkXattrName(attr); errno != 0 {
+		return errno
 	}
 	if len(attr) > xattrNameMax {
 		return syscall.ERANGE
@@ -123,8 +129,8 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if strings.HasPrefix(attr, xattrPrefix) {
 		return syscall.EPERM
 	}
-	if !supportedXattr(attr) {
-		return syscall.EOPNOTSUPP
+	if errno := checkXattrName(attr); errno != 0 {
+		return errno
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

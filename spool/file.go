@@ -50,11 +50,16 @@ const maxOffset = int64(1<<63 - 1)
 type File struct {
 	store *Store
 
-	mu       sync.RWMutex
-	size     int64     // in RAM only
-	pages    pageTable // in RAM only
-	fd       int       // backing file once rolled over, else -1
-	released bool
+	mu    sync.RWMutex
+	size  int64     // in RAM only
+	pages pageTable // in RAM only
+	// unwritten holds the indexes of pages that fallocate allocated and
+	// nothing has written since. As on tmpfs they count as allocated
+	// space but are holes to SEEK_DATA/SEEK_HOLE; a rollover allocates
+	// rather than writes them. Usually empty, so nil.
+	unwritten map[int64]struct{}
+	fd        int // backing file once rolled over, else -1
+	released  bool
 }
 
 // NewFile returns an empty file held in RAM.
@@ -167,6 +172,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		idx, in := pos/PageSize, int(pos%PageSize)
 		step := min(PageSize-in, len(p)-done)
 		copy(f.pageForWrite(idx)[in:], p[done:done+step])
+		delete(f.unwritten, idx)
 		done += step
 	}
 	f.size = max(f.size, end)
@@ -246,7 +252,13 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 		return nil
 	}
 	for idx := off / PageSize; idx < ceilPages(end); idx++ {
-		f.pageForWrite(idx)
+		if f.pages.get(idx) == nil {
+			f.pageForWrite(idx)
+			if f.unwritten == nil {
+				f.unwritten = make(map[int64]struct{})
+			}
+			f.unwritten[idx] = struct{}{}
+		}
 	}
 	if mode&FallocKeepSize == 0 {
 		f.size = max(f.size, end)
@@ -309,10 +321,19 @@ func (f *File) seek(off int64, whence int) (int64, error) {
 		return 0, unix.ENXIO
 	}
 	if whence == unix.SEEK_HOLE {
-		pos := max(off, f.pages.firstAbsent(off/PageSize)*PageSize)
+		idx := f.pages.firstAbsent(off / PageSize)
+		for u := range f.unwritten {
+			if u >= off/PageSize && u < idx {
+				idx = u
+			}
+		}
+		pos := max(off, idx*PageSize)
 		return min(pos, f.size), nil
 	}
 	idx := f.pages.firstPresent(off / PageSize)
+	for idx >= 0 && f.isUnwritten(idx) {
+		idx = f.pages.firstPresent(idx + 1)
+	}
 	if idx < 0 {
 		return 0, unix.ENXIO
 	}
@@ -383,10 +404,20 @@ func (f *File) pageForWrite(idx int64) *page {
 	return pg
 }
 
+func (f *File) isUnwritten(idx int64) bool {
+	_, ok := f.unwritten[idx]
+	return ok
+}
+
 // freePages drops the pages with index in [from, to).
 func (f *File) freePages(from, to int64) {
 	if n := f.pages.removeRange(from, to); n > 0 {
 		f.store.ramBytes.Add(-n * PageSize)
+	}
+	for u := range f.unwritten {
+		if u >= from && u < to {
+			delete(f.unwritten, u)
+		}
 	}
 }
 
@@ -405,6 +436,7 @@ func (f *File) spillLocked() error {
 	}
 	f.freePages(0, maxPageIndex)
 	f.pages = pageTable{}
+	f.unwritten = nil
 	f.size = 0
 	f.fd = fd
 	f.store.diskFiles.Add(1)
@@ -417,7 +449,9 @@ const maxIovecs = 1024
 
 // copyPagesTo writes the file's pages to fd at their offsets, batching runs
 // of adjacent pages into one pwritev, and sets fd's size. Pages past the end
-// of file (from fallocate with FallocKeepSize) stay allocated past the end.
+// of file (from fallocate with FallocKeepSize) and pages never written since
+// fallocate are allocated on disk rather than written, so they stay
+// allocated and stay holes to SEEK_DATA.
 func (f *File) copyPagesTo(fd int) error {
 	var (
 		run      [][]byte
@@ -430,11 +464,11 @@ func (f *File) copyPagesTo(fd int) error {
 		}
 		run = run[:0]
 	}
-	var beyond []int64 // pages wholly past end of file
+	var allocate []int64 // pages to allocate, not write: unwritten or past EOF
 	f.pages.each(0, maxPageIndex, func(idx int64, pg *page) bool {
 		pos := idx * PageSize
-		if pos >= f.size {
-			beyond = append(beyond, idx)
+		if pos >= f.size || f.isUnwritten(idx) {
+			allocate = append(allocate, idx)
 			return true
 		}
 		if len(run) == maxIovecs || (len(run) > 0 && runStart+int64(len(run))*PageSize != pos) {
@@ -453,7 +487,7 @@ func (f *File) copyPagesTo(fd int) error {
 	if err := unix.Ftruncate(fd, f.size); err != nil {
 		return fmt.Errorf("truncate backing file: %w", err)
 	}
-	for _, idx := range beyond {
+	for _, idx := range allocate {
 		if err := unix.Fallocate(fd, FallocKeepSize, idx*PageSize, PageSize); err != nil {
 			return fmt.Errorf("fallocate backing file: %w", err)
 		}
