@@ -50,16 +50,11 @@ const maxOffset = int64(1<<63 - 1)
 type File struct {
 	store *Store
 
-	mu    sync.RWMutex
-	size  int64     // in RAM only
-	pages pageTable // in RAM only
-	// unwritten holds the indexes of pages that fallocate allocated and
-	// nothing has written since. As on tmpfs they count as allocated
-	// space but are holes to SEEK_DATA/SEEK_HOLE; a rollover allocates
-	// rather than writes them. Usually empty, so nil.
-	unwritten map[int64]struct{}
-	fd        int // backing file once rolled over, else -1
-	released  bool
+	mu       sync.RWMutex
+	size     int64     // in RAM only
+	pages    pageTable // in RAM only
+	fd       int       // backing file once rolled over, else -1
+	released bool
 }
 
 // NewFile returns an empty file held in RAM.
@@ -144,6 +139,9 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if int64(len(p)) > maxOffset-off {
 		return 0, unix.EFBIG
 	}
+	if len(p) == 0 {
+		return 0, nil // as pwrite(2): no change, not even to the size
+	}
 	end := off + int64(len(p))
 
 	f.mu.RLock()
@@ -172,7 +170,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		idx, in := pos/PageSize, int(pos%PageSize)
 		step := min(PageSize-in, len(p)-done)
 		copy(f.pageForWrite(idx)[in:], p[done:done+step])
-		delete(f.unwritten, idx)
+		f.pages.markWritten(idx)
 		done += step
 	}
 	f.size = max(f.size, end)
@@ -201,7 +199,9 @@ func (f *File) Truncate(size int64) error {
 		}
 		return nil
 	}
-	if size < f.size {
+	if size <= f.size {
+		// As tmpfs, a truncate that does not grow the file also drops
+		// pages fallocated past the end.
 		f.freePages(ceilPages(size), maxPageIndex)
 		if in := int(size % PageSize); in != 0 {
 			if pg := f.pages.get(size / PageSize); pg != nil {
@@ -253,11 +253,7 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	}
 	for idx := off / PageSize; idx < ceilPages(end); idx++ {
 		if f.pages.get(idx) == nil {
-			f.pageForWrite(idx)
-			if f.unwritten == nil {
-				f.unwritten = make(map[int64]struct{})
-			}
-			f.unwritten[idx] = struct{}{}
+			f.allocPage(idx, true)
 		}
 	}
 	if mode&FallocKeepSize == 0 {
@@ -321,23 +317,14 @@ func (f *File) seek(off int64, whence int) (int64, error) {
 		return 0, unix.ENXIO
 	}
 	if whence == unix.SEEK_HOLE {
-		idx := f.pages.firstAbsent(off / PageSize)
-		for u := range f.unwritten {
-			if u >= off/PageSize && u < idx {
-				idx = u
-			}
-		}
-		pos := max(off, idx*PageSize)
+		pos := max(off, pageOffset(f.pages.firstHole(off/PageSize)))
 		return min(pos, f.size), nil
 	}
-	idx := f.pages.firstPresent(off / PageSize)
-	for idx >= 0 && f.isUnwritten(idx) {
-		idx = f.pages.firstPresent(idx + 1)
-	}
+	idx := f.pages.firstData(off / PageSize)
 	if idx < 0 {
 		return 0, unix.ENXIO
 	}
-	pos := max(off, idx*PageSize)
+	pos := max(off, pageOffset(idx))
 	if pos >= f.size {
 		return 0, unix.ENXIO
 	}
@@ -398,26 +385,21 @@ func (f *File) pageForWrite(idx int64) *page {
 	if pg := f.pages.get(idx); pg != nil {
 		return pg
 	}
-	pg := new(page)
-	f.pages.set(idx, pg)
-	f.store.ramBytes.Add(PageSize)
-	return pg
+	return f.allocPage(idx, false)
 }
 
-func (f *File) isUnwritten(idx int64) bool {
-	_, ok := f.unwritten[idx]
-	return ok
+// allocPage puts a new zeroed page at idx, where there is none.
+func (f *File) allocPage(idx int64, unwritten bool) *page {
+	pg := new(page)
+	f.pages.set(idx, pg, unwritten)
+	f.store.ramBytes.Add(PageSize)
+	return pg
 }
 
 // freePages drops the pages with index in [from, to).
 func (f *File) freePages(from, to int64) {
 	if n := f.pages.removeRange(from, to); n > 0 {
 		f.store.ramBytes.Add(-n * PageSize)
-	}
-	for u := range f.unwritten {
-		if u >= from && u < to {
-			delete(f.unwritten, u)
-		}
 	}
 }
 
@@ -436,7 +418,6 @@ func (f *File) spillLocked() error {
 	}
 	f.freePages(0, maxPageIndex)
 	f.pages = pageTable{}
-	f.unwritten = nil
 	f.size = 0
 	f.fd = fd
 	f.store.diskFiles.Add(1)
@@ -457,6 +438,7 @@ func (f *File) copyPagesTo(fd int) error {
 		run      [][]byte
 		runStart int64
 		err      error
+		allocate []pageRange // coalesced runs of pages to allocate
 	)
 	flush := func() {
 		if len(run) > 0 && err == nil {
@@ -464,11 +446,14 @@ func (f *File) copyPagesTo(fd int) error {
 		}
 		run = run[:0]
 	}
-	var allocate []int64 // pages to allocate, not write: unwritten or past EOF
-	f.pages.each(0, maxPageIndex, func(idx int64, pg *page) bool {
+	f.pages.each(0, maxPageIndex, func(idx int64, pg *page, unwritten bool) bool {
 		pos := idx * PageSize
-		if pos >= f.size || f.isUnwritten(idx) {
-			allocate = append(allocate, idx)
+		if pos >= f.size || unwritten {
+			if n := len(allocate); n > 0 && allocate[n-1].end == idx {
+				allocate[n-1].end++
+			} else {
+				allocate = append(allocate, pageRange{idx, idx + 1})
+			}
 			return true
 		}
 		if len(run) == maxIovecs || (len(run) > 0 && runStart+int64(len(run))*PageSize != pos) {
@@ -487,15 +472,35 @@ func (f *File) copyPagesTo(fd int) error {
 	if err := unix.Ftruncate(fd, f.size); err != nil {
 		return fmt.Errorf("truncate backing file: %w", err)
 	}
-	for _, idx := range allocate {
-		if err := unix.Fallocate(fd, FallocKeepSize, idx*PageSize, PageSize); err != nil {
+	for _, r := range allocate {
+		if err := unix.Fallocate(fd, FallocKeepSize, pageOffset(r.start), pageOffset(r.end)-pageOffset(r.start)); err != nil {
 			return fmt.Errorf("fallocate backing file: %w", err)
 		}
 	}
 	return nil
 }
 
-func ceilPages(n int64) int64 { return (n + PageSize - 1) / PageSize }
+// pageRange is the page indexes [start, end).
+type pageRange struct{ start, end int64 }
+
+// ceilPages is the number of pages that n bytes span, without overflowing
+// near 2^63.
+func ceilPages(n int64) int64 {
+	pages := n / PageSize
+	if n%PageSize != 0 {
+		pages++
+	}
+	return pages
+}
+
+// pageOffset is the byte offset of page idx, saturating at the largest
+// offset a file may have (the page at 2^63 - 4096 ends there).
+func pageOffset(idx int64) int64 {
+	if idx >= maxPageIndex {
+		return maxOffset
+	}
+	return idx * PageSize
+}
 
 func preadFull(fd int, p []byte, off int64) (int, error) {
 	done := 0

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 )
@@ -13,15 +14,19 @@ type page [PageSize]byte
 
 // chunkPages pages make one chunk: the page table's second level. 64 pages
 // (256 KiB) keep the table of a small file small while a 1 GiB file needs
-// only 4096 chunks.
+// only 4096 chunks, and let a chunk describe its pages in 64-bit masks.
 const (
 	chunkShift = 6
 	chunkPages = 1 << chunkShift
 )
 
 type chunk struct {
-	pages [chunkPages]*page
-	count int // pages present
+	pages   [chunkPages]*page
+	present uint64 // bit i: pages[i] != nil
+	// unwritten marks pages that fallocate allocated and nothing has
+	// written since: allocated space, but holes to SEEK_DATA and
+	// SEEK_HOLE, as on tmpfs. A subset of present.
+	unwritten uint64
 }
 
 // pageTable maps page indexes to pages. Pages are allocated on demand, so a
@@ -34,6 +39,8 @@ type pageTable struct {
 	count  int64   // pages present
 }
 
+func bit(idx int64) uint64 { return 1 << (idx & (chunkPages - 1)) }
+
 func (t *pageTable) get(idx int64) *page {
 	c := t.chunks[idx>>chunkShift]
 	if c == nil {
@@ -42,8 +49,9 @@ func (t *pageTable) get(idx int64) *page {
 	return c.pages[idx&(chunkPages-1)]
 }
 
-// set stores p at idx, where no page is present.
-func (t *pageTable) set(idx int64, p *page) {
+// set stores p at idx, where no page is present; unwritten says it was
+// allocated by fallocate rather than written.
+func (t *pageTable) set(idx int64, p *page, unwritten bool) {
 	ci := idx >> chunkShift
 	c := t.chunks[ci]
 	if c == nil {
@@ -56,21 +64,37 @@ func (t *pageTable) set(idx int64, p *page) {
 		t.keys = slices.Insert(t.keys, pos, ci)
 	}
 	c.pages[idx&(chunkPages-1)] = p
-	c.count++
+	c.present |= bit(idx)
+	if unwritten {
+		c.unwritten |= bit(idx)
+	}
 	t.count++
+}
+
+// markWritten records that the page at idx now holds written data.
+func (t *pageTable) markWritten(idx int64) {
+	if c := t.chunks[idx>>chunkShift]; c != nil {
+		c.unwritten &^= bit(idx)
+	}
+}
+
+func (t *pageTable) isUnwritten(idx int64) bool {
+	c := t.chunks[idx>>chunkShift]
+	return c != nil && c.unwritten&bit(idx) != 0
 }
 
 // remove drops the page at idx, if any, and reports whether there was one.
 func (t *pageTable) remove(idx int64) bool {
 	ci := idx >> chunkShift
 	c := t.chunks[ci]
-	if c == nil || c.pages[idx&(chunkPages-1)] == nil {
+	if c == nil || c.present&bit(idx) == 0 {
 		return false
 	}
 	c.pages[idx&(chunkPages-1)] = nil
-	c.count--
+	c.present &^= bit(idx)
+	c.unwritten &^= bit(idx)
 	t.count--
-	if c.count == 0 {
+	if c.present == 0 {
 		delete(t.chunks, ci)
 		pos, _ := slices.BinarySearch(t.keys, ci)
 		t.keys = slices.Delete(t.keys, pos, pos+1)
@@ -81,73 +105,81 @@ func (t *pageTable) remove(idx int64) bool {
 // removeRange drops every page with index in [from, to) and returns how
 // many it dropped.
 func (t *pageTable) removeRange(from, to int64) int64 {
-	var n int64
-	t.each(from, to, func(idx int64, _ *page) bool {
-		if t.remove(idx) {
-			n++
-		}
+	var doomed []int64
+	t.each(from, to, func(idx int64, _ *page, _ bool) bool {
+		doomed = append(doomed, idx)
 		return true
 	})
-	return n
+	for _, idx := range doomed {
+		t.remove(idx)
+	}
+	return int64(len(doomed))
 }
 
 // each calls fn for every present page with index in [from, to), in order,
-// until fn returns false. fn may remove the page it is given.
-func (t *pageTable) each(from, to int64, fn func(idx int64, p *page) bool) {
+// until fn returns false. fn must not add or remove pages.
+func (t *pageTable) each(from, to int64, fn func(idx int64, p *page, unwritten bool) bool) {
 	if from >= to {
 		return
 	}
 	start, _ := slices.BinarySearch(t.keys, from>>chunkShift)
-	// Copy the keys to visit: fn may remove chunks and so edit t.keys.
-	keys := slices.Clone(t.keys[start:])
-	for _, ci := range keys {
+	for _, ci := range t.keys[start:] {
 		base := ci << chunkShift
 		if base >= to {
 			return
 		}
 		c := t.chunks[ci]
-		if c == nil {
-			continue
+		mask := c.present
+		if from > base {
+			mask &^= bit(from) - 1 // pages below from
 		}
-		for i := range chunkPages {
-			idx := base + int64(i)
-			if idx < from || c.pages[i] == nil {
-				continue
-			}
+		for mask != 0 {
+			i := int64(bits.TrailingZeros64(mask))
+			mask &= mask - 1
+			idx := base + i
 			if idx >= to {
 				return
 			}
-			if !fn(idx, c.pages[i]) {
+			if !fn(idx, c.pages[i], c.unwritten&(1<<i) != 0) {
 				return
 			}
 		}
 	}
 }
 
-// firstPresent returns the smallest index >= from with a page, or -1.
-func (t *pageTable) firstPresent(from int64) int64 {
-	found := int64(-1)
-	t.each(from, maxPageIndex, func(idx int64, _ *page) bool {
-		found = idx
-		return false
-	})
-	return found
-}
-
-// firstAbsent returns the smallest index >= from without a page.
-func (t *pageTable) firstAbsent(from int64) int64 {
-	idx := from
-	for {
-		c := t.chunks[idx>>chunkShift]
-		switch {
-		case c == nil, c.pages[idx&(chunkPages-1)] == nil:
-			return idx
-		case c.count == chunkPages:
-			idx = (idx>>chunkShift + 1) << chunkShift // skip a full chunk
-		default:
-			idx++
+// firstData returns the smallest index >= from holding written data, or -1.
+func (t *pageTable) firstData(from int64) int64 {
+	start, _ := slices.BinarySearch(t.keys, from>>chunkShift)
+	for _, ci := range t.keys[start:] {
+		base := ci << chunkShift
+		c := t.chunks[ci]
+		mask := c.present &^ c.unwritten
+		if from > base {
+			mask &^= bit(from) - 1
+		}
+		if mask != 0 {
+			return base + int64(bits.TrailingZeros64(mask))
 		}
 	}
+	return -1
+}
+
+// firstHole returns the smallest index >= from without written data.
+func (t *pageTable) firstHole(from int64) int64 {
+	idx := from
+	for idx < maxPageIndex {
+		base := idx &^ (chunkPages - 1)
+		c := t.chunks[idx>>chunkShift]
+		if c == nil {
+			return idx
+		}
+		holes := ^(c.present &^ c.unwritten) &^ (bit(idx) - 1)
+		if holes != 0 {
+			return base + int64(bits.TrailingZeros64(holes))
+		}
+		idx = base + chunkPages
+	}
+	return maxPageIndex
 }
 
 // maxPageIndex bounds page indexes: offsets are below 2^63.

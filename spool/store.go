@@ -71,14 +71,14 @@ func Open(cfg Config) (*Store, error) {
 	}
 	parent, err := filepath.Abs(cfg.SpillParent)
 	if err != nil {
-		return nil, fmt.Errorf("spool: spill dir %q: %w", cfg.SpillParent, err)
+		return nil, fmt.Errorf("spill dir %q: %w", cfg.SpillParent, err)
 	}
 	st, err := os.Stat(parent)
 	if err != nil {
-		return nil, fmt.Errorf("spool: spill dir: %w", err)
+		return nil, fmt.Errorf("spill dir: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("spool: spill dir %s is not a directory", parent)
+		return nil, fmt.Errorf("spill dir %s: %w", parent, unix.ENOTDIR)
 	}
 	removeStaleDirs(parent)
 
@@ -86,12 +86,12 @@ func Open(cfg Config) (*Store, error) {
 	// with O_EXCL semantics, so nobody can have prepared it for us.
 	dir, err := os.MkdirTemp(parent, dirPrefix+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
-		return nil, fmt.Errorf("spool: make private spill dir in %s: %w", parent, err)
+		return nil, fmt.Errorf("spill dir %s: cannot make a private directory there: %w", parent, errors.Unwrap(err))
 	}
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		os.Remove(dir)
-		return nil, fmt.Errorf("spool: open private spill dir %s: %w", dir, err)
+		return nil, fmt.Errorf("spill dir %s: open %s: %w", parent, dir, err)
 	}
 	s := &Store{maxSize: cfg.MaxSize, dir: dir, dirFd: fd}
 	if err := s.probe(); err != nil {
@@ -111,12 +111,12 @@ func (s *Store) probe() error {
 	} else {
 		fd, err = s.createNamed()
 		if err != nil {
-			return fmt.Errorf("spool: cannot create files in spill dir %s: %w", s.dir, err)
+			return fmt.Errorf("spill dir %s: cannot create files there: %w", filepath.Dir(s.dir), err)
 		}
 	}
 	defer unix.Close(fd)
 	if _, err := unix.Pwrite(fd, make([]byte, PageSize), 0); err != nil {
-		return fmt.Errorf("spool: cannot write to spill dir %s: %w", s.dir, err)
+		return fmt.Errorf("spill dir %s: cannot write there: %w", filepath.Dir(s.dir), err)
 	}
 	return nil
 }
