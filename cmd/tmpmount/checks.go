@@ -106,12 +106,24 @@ func checkFUSE() error {
 	if os.Geteuid() == 0 {
 		return nil
 	}
-	for _, bin := range []string{"fusermount3", "fusermount"} {
-		if _, err := exec.LookPath(bin); err == nil {
-			return nil
+	if _, err := fusermountPath(); err != nil {
+		return errors.New("not root and no fusermount3 to mount with: install it (apt install fuse3) or run as root")
+	}
+	return nil
+}
+
+// fusermountPath finds the helper that unprivileged mounts go through, as
+// go-fuse does: fusermount3, then fusermount, in $PATH and then in /bin.
+func fusermountPath() (string, error) {
+	for _, name := range []string{"fusermount3", "fusermount"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		if p, err := exec.LookPath(filepath.Join("/bin", name)); err == nil {
+			return p, nil
 		}
 	}
-	return errors.New("not root and no fusermount3 to mount with: install it (apt install fuse3) or run as root")
+	return "", errors.New("no fusermount3 or fusermount found")
 }
 
 // spillParent picks the directory for the private spill directory and

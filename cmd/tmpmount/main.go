@@ -33,6 +33,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Logging to a pipe whose reader went away must not kill the daemon
+	// (and leave its mount dead): the write fails instead.
+	signal.Ignore(syscall.SIGPIPE)
 	logger := log.New(stderr, "tmpmount: ", 0)
 	o, err := parseArgs(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -63,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	store, err := spool.Open(spool.Config{SpillParent: parent, MaxSize: o.maxSize.bytes})
 	if err != nil {
-		logger.Printf("cannot use spill dir %s: %v: choose another with --spill-dir", parent, errors.Unwrap(err))
+		logger.Printf("%v: choose another with --spill-dir", err)
 		return exitUsage
 	}
 	defer func() {
@@ -71,6 +74,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			logger.Print(err)
 		}
 	}()
+
+	// Take SIGINT and SIGTERM from before the mount exists: one that
+	// arrived while mounting would otherwise kill the daemon with its mount
+	// half made. It is acted on once the mount is up.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
 
 	root := fsnode.New(fsnode.Config{
 		Store:  store,
@@ -86,8 +96,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Printf("serving %s (max-size %s, spill dir %s)", mountpoint, describeMaxSize(o.maxSize.bytes), store.Dir())
 
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		for sig := range signals {
 			logger.Printf("%v: unmounting %s", sig, mountpoint)
@@ -95,8 +103,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	server.Wait()
-	signal.Stop(signals)
-	close(signals)
 	logger.Printf("unmounted %s", mountpoint)
 	return exitOK
 }
@@ -112,8 +118,10 @@ func unmount(server *fuse.Server, mountpoint string, logger *log.Logger) {
 	logger.Printf("%s is busy (%v); detaching it lazily: it goes away when the last process using it leaves", mountpoint, err)
 	if os.Geteuid() == 0 {
 		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
+	} else if bin, lookErr := fusermountPath(); lookErr != nil {
+		err = lookErr
 	} else {
-		err = exec.Command("fusermount3", "-u", "-z", mountpoint).Run()
+		err = exec.Command(bin, "-u", "-z", mountpoint).Run()
 	}
 	if err != nil {
 		logger.Printf("lazy unmount of %s failed: %v", mountpoint, err)
