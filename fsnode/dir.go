@@ -38,7 +38,7 @@ func (d *Dir) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn,
 	if _, ok := in.GetSize(); ok {
 		return syscall.EISDIR
 	}
-	d.applySetattr(in, false)
+	d.applySetattr(callerOf(ctx), in, false)
 	return d.fillAttr(&out.Attr)
 }
 

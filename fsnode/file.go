@@ -24,7 +24,8 @@ type File struct {
 
 // openFlags are the FOPEN flags of every open. The daemon is the only
 // writer and every change passes through the kernel, so the page cache can
-// be kept across opens.
+// be kept across opens (and, with explicit data cache control, across
+// writes): reads of recently written files then run at page-cache speed.
 const openFlags = fuse.FOPEN_KEEP_CACHE
 
 // Virtual extended attributes of regular files.
@@ -68,7 +69,7 @@ func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		_, viaFd := in.GetFh()
 		stamp = viaFd || st.Size != int64(size) || st.Blocks > 0
 	}
-	f.applySetattr(in, stamp)
+	f.applySetattr(callerOf(ctx), in, stamp)
 	return f.fillAttr(&out.Attr)
 }
 

@@ -116,15 +116,17 @@ func (n *node) touchCtime() {
 	n.mu.Unlock()
 }
 
-// touchAtime updates atime after a read as relatime does: when atime is
-// not newer than mtime or ctime, or is a day old.
+// touchAtime updates atime for a read the daemon serves, as relatime does:
+// when atime is not newer than mtime or ctime, or is a day old. Reads
+// served from the kernel's page cache never reach the daemon, so they
+// leave atime alone (FUSE inodes are S_NOATIME: the kernel never sets it).
 func (n *node) touchAtime() {
 	now := nowTimespec()
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if !n.mtime.before(n.atime) || !n.ctime.before(n.atime) || now.sec-n.atime.sec >= 24*60*60 {
 		n.atime = now
 	}
-	n.mu.Unlock()
 }
 
 // addLinks changes the link count. root.tree must be held.
@@ -141,13 +143,17 @@ func (n *node) links() uint32 {
 }
 
 // applySetattr applies the attribute changes of a SETATTR request other
-// than size, and marks ctime if anything changed; stamp says a truncate
-// also marks mtime and ctime. Permission checks are the kernel's
-// (default_permissions).
-func (n *node) applySetattr(in *fuse.SetAttrIn, stamp bool) {
-	now := time.Now()
+// than size and marks ctime as tmpfs would; stamp says a truncate marks
+// mtime and ctime. Permission checks are the kernel's (default_permissions).
+func (n *node) applySetattr(caller *fuse.Caller, in *fuse.SetAttrIn, stamp bool) {
+	now := toTimespec(time.Now())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	const (
+		noAttrs  = fuse.FATTR_FH | fuse.FATTR_LOCKOWNER
+		sizeOnly = noAttrs | fuse.FATTR_SIZE | fuse.FATTR_KILL_SUIDGID
+	)
+	changed := stamp || in.Valid&^sizeOnly != 0
 	if mode, ok := in.GetMode(); ok {
 		n.mode = n.mode&syscall.S_IFMT | mode
 	}
@@ -157,8 +163,15 @@ func (n *node) applySetattr(in *fuse.SetAttrIn, stamp bool) {
 	if gid, ok := in.GetGID(); ok {
 		n.gid = gid
 	}
-	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
-		n.killSuidLocked()
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && n.killSuidLocked(caller) {
+		changed = true
+	}
+	if in.Valid&^noAttrs == 0 && n.mode&syscall.S_IFMT != syscall.S_IFDIR {
+		// chown(f, -1, -1) arrives as a SETATTR with nothing in it; the
+		// kernel leaves its effect on a non-directory to us: clear the
+		// set-ID bits, as for any chown, and mark ctime.
+		n.killSuidLocked(caller)
+		changed = true
 	}
 	if t, ok := in.GetATime(); ok {
 		n.atime = toTimespec(t)
@@ -166,30 +179,35 @@ func (n *node) applySetattr(in *fuse.SetAttrIn, stamp bool) {
 	if t, ok := in.GetMTime(); ok {
 		n.mtime = toTimespec(t)
 	} else if stamp {
-		n.mtime = toTimespec(now)
+		n.mtime = now
 	}
-	const sizeOnly = fuse.FATTR_SIZE | fuse.FATTR_FH | fuse.FATTR_LOCKOWNER
-	switch t, ok := in.GetCTime(); {
-	case ok:
+	if t, ok := in.GetCTime(); ok {
 		n.ctime = toTimespec(t)
-	case stamp || in.Valid&^sizeOnly != 0:
-		n.ctime = toTimespec(now)
+	} else if changed || in.Valid&^noAttrs == 0 {
+		n.ctime = now
 	}
 }
 
 // killSuidLocked clears set-user-ID, and set-group-ID where group execute
-// is set, as the kernel does when an unprivileged caller writes or
-// truncates a file (FUSE_HANDLE_KILLPRIV_V2 leaves it to us).
-func (n *node) killSuidLocked() {
+// is set or the caller is neither in the file's group nor privileged, as
+// the kernel does (should_remove_suid, setattr_should_drop_sgid) when a
+// file is written, truncated or chowned; FUSE_HANDLE_KILLPRIV_V2 leaves it
+// to us. It reports whether the mode changed.
+func (n *node) killSuidLocked(caller *fuse.Caller) bool {
+	old := n.mode
 	n.mode &^= syscall.S_ISUID
-	if n.mode&syscall.S_IXGRP != 0 {
+	if n.mode&syscall.S_ISGID != 0 &&
+		(n.mode&syscall.S_IXGRP != 0 || caller.Uid != 0 && !inGroup(caller, n.gid)) {
 		n.mode &^= syscall.S_ISGID
 	}
+	return n.mode != old
 }
 
-func (n *node) killSuid() {
+func (n *node) killSuid(caller *fuse.Caller) {
 	n.mu.Lock()
-	n.killSuidLocked()
+	if n.killSuidLocked(caller) {
+		n.ctime = nowTimespec()
+	}
 	n.mu.Unlock()
 }
 

@@ -28,7 +28,7 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	st := r.RawFileSystem.Open(cancel, in, out)
 	if st.Ok() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0 {
 		if f := r.root.fileByIno(in.NodeId); f != nil {
-			f.killSuid()
+			f.killSuid(&in.Caller)
 		}
 	}
 	return st
@@ -43,6 +43,6 @@ func (r *rawFS) beforeWrite(in *fuse.WriteIn) {
 		return
 	}
 	if f := r.root.fileByIno(in.NodeId); f != nil {
-		f.killSuid()
+		f.killSuid(&in.Caller)
 	}
 }

@@ -30,7 +30,7 @@ func (s *Symlink) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAtt
 	if _, ok := in.GetSize(); ok {
 		return syscall.EINVAL
 	}
-	s.applySetattr(in, false)
+	s.applySetattr(callerOf(ctx), in, false)
 	return s.fillAttr(&out.Attr)
 }
 
@@ -60,6 +60,6 @@ func (s *Special) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAtt
 	if _, ok := in.GetSize(); ok {
 		return syscall.EINVAL
 	}
-	s.applySetattr(in, false)
+	s.applySetattr(callerOf(ctx), in, false)
 	return s.fillAttr(&out.Attr)
 }
