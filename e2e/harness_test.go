@@ -128,13 +128,15 @@ func startMount(t *testing.T, args ...string) *Mount {
 		m.waitErr = m.cmd.Wait()
 		close(m.done)
 	}()
+	// Ready means mounted and serving, with its signal handling in place:
+	// the daemon logs "serving" once the mount is up.
 	waitFor(t, 10*time.Second, "mount at "+m.Dir, func() bool {
 		select {
 		case <-m.done:
 			t.Fatalf("tmpmount exited before mounting: %v\n%s", m.waitErr, m.Stderr)
 		default:
 		}
-		return isMountPoint(m.Dir)
+		return isMountPoint(m.Dir) && strings.Contains(m.Stderr.String(), "tmpmount: serving ")
 	})
 	t.Cleanup(func() { m.stop(t) })
 	return m
@@ -166,15 +168,29 @@ func (m *Mount) stop(t *testing.T) {
 	}
 }
 
-// waitExit waits for the daemon to exit, killing it past the deadline.
+// waitExit waits for the daemon to exit. Past the deadline it kills it,
+// and if even that does not end it (a daemon blocked on a request to its
+// own mount cannot die), it aborts the FUSE connection with a forced
+// unmount, so a hung daemon fails one test instead of hanging the suite.
 func (m *Mount) waitExit(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {
 	case <-m.done:
+		return
 	case <-time.After(d):
-		m.cmd.Process.Kill()
-		<-m.done
-		t.Errorf("tmpmount did not exit within %v after unmount\n%s", d, m.Stderr)
+	}
+	t.Errorf("tmpmount did not exit within %v after unmount\n%s", d, m.Stderr)
+	m.cmd.Process.Kill()
+	select {
+	case <-m.done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	syscall.Unmount(m.Dir, syscall.MNT_FORCE|syscall.MNT_DETACH)
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		t.Errorf("tmpmount (pid %d) survives SIGKILL and a forced unmount", m.cmd.Process.Pid)
 	}
 }
 
