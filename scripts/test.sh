@@ -1,0 +1,29 @@
+#!/bin/sh
+# The whole test suite: vet, unit tests (race detector on), and the e2e
+# tests, which mount the real binary (needs root, or fusermount3).
+# Usage: scripts/test.sh [extra go test flags]
+set -eu
+cd "$(dirname "$0")/.."
+
+echo "== go vet"
+go vet ./...
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+
+echo "== unit tests (race detector on)"
+go test -race -count=1 -timeout 10m "$@" ./spool/... ./policy/... ./fsnode/... ./cmd/...
+
+echo "== e2e tests (daemon built with the race detector)"
+E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
+
+# A test that leaves a mount behind would break the next run.
+if grep -q ' fuse.tmpmount ' /proc/self/mountinfo; then
+	echo "a tmpmount mount was left behind:" >&2
+	grep ' fuse.tmpmount ' /proc/self/mountinfo >&2
+	exit 1
+fi
+echo "== all tests passed"
