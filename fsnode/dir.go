@@ -7,13 +7,20 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/tmpmount/tmpmount/policy"
 )
 
 // Dir is a directory. Its entries and parent are guarded by Root.tree.
 type Dir struct {
 	node
-	parent  *Dir // nil for the root, and once removed
+
+	// Guarded by root.tree:
+	parent  *Dir   // nil for the root, and once removed
+	name    string // its name in parent
 	entries dirEntries
+
+	own policy.Policy // its user.tmpmount.delete, for new children; guarded by node.mu
 }
 
 // bogoDirentSize is what tmpfs counts per entry in a directory's st_size.
@@ -58,12 +65,10 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 	return child.EmbeddedInode(), 0
 }
 
-// adopt registers a new node with go-fuse under a fresh inode number.
-func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32) uint64 {
-	ino := d.root.allocIno()
+// adopt registers a new node with go-fuse under inode number ino.
+func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32, ino uint64) {
 	d.NewInode(ctx, child, fs.StableAttr{Mode: fileType, Ino: ino})
 	d.root.inodes.Add(1)
-	return ino
 }
 
 // linkLocked adds child under name and marks the directory changed.
@@ -71,30 +76,45 @@ func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32) uint64 {
 func (d *Dir) linkLocked(name string, child inode) {
 	d.entries.add(name, child)
 	child.base().addLinks(1)
+	switch c := child.(type) {
+	case *File:
+		c.names = append(c.names, link{dir: d, name: name})
+	case *Dir:
+		c.name = name
+	}
 	d.touchChange()
 }
 
-// newChild creates and enters a node of the given type. It checks the name
-// and that it is free; the caller fills in the type-specific parts in
-// setup, which runs before the node is visible.
-func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inode, setup func()) syscall.Errno {
+// newChild enters a new node of the given type under name, with inode
+// number ino, after checking the name is valid and free. A new regular
+// file also gets its policy, from its path and its directories.
+func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inode, ino uint64) syscall.Errno {
 	if len(name) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
 	initNode(child.base(), d.root, d, callerOf(ctx), mode)
-	if setup != nil {
-		setup()
-	}
 	d.root.tree.Lock()
-	defer d.root.tree.Unlock()
 	if d.entries.get(name) != nil {
+		d.root.tree.Unlock()
 		return syscall.EEXIST
 	}
 	if d.parent == nil && d != d.root.dir {
+		d.root.tree.Unlock()
 		return syscall.ENOENT // removed while we were here
 	}
-	d.adopt(ctx, child, mode&syscall.S_IFMT)
+	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
+	f, isFile := child.(*File)
+	path := ""
+	if isFile {
+		path = d.pathLocked(name)
+		f.startLife(path, d.inheritedPolicyLocked())
+	}
+	d.root.tree.Unlock()
+	if isFile {
+		d.root.registerFile(f)
+		d.root.events.created(f, path)
+	}
 	return 0
 }
 
@@ -102,7 +122,7 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 	sub := &Dir{}
 	sub.entries.init()
 	sub.parent = d
-	if errno := d.newChild(ctx, name, syscall.S_IFDIR|mode&07777, sub, nil); errno != 0 {
+	if errno := d.newChild(ctx, name, syscall.S_IFDIR|mode&07777, sub, d.root.allocIno()); errno != 0 {
 		return nil, errno
 	}
 	// A directory's own "." link, and the parent's link from "..".
@@ -116,20 +136,19 @@ func (d *Dir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.Ent
 
 func (d *Dir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	var child inode
+	ino := d.root.allocIno()
 	switch mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		child = d.root.newFile()
+		child = d.root.newFile(ino)
 	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
-		child = &Special{}
+		s := &Special{}
+		s.rdev = dev
+		child = s
 	default:
 		return nil, syscall.EINVAL
 	}
-	setup := func() { child.base().rdev = dev }
-	if errno := d.newChild(ctx, name, mode, child, setup); errno != 0 {
+	if errno := d.newChild(ctx, name, mode, child, ino); errno != 0 {
 		return nil, errno
-	}
-	if f, ok := child.(*File); ok {
-		d.root.registerFile(f)
 	}
 	child.fillAttr(&out.Attr)
 	return child.EmbeddedInode(), 0
@@ -140,7 +159,7 @@ func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryO
 		return nil, syscall.ENAMETOOLONG
 	}
 	s := &Symlink{target: []byte(target)}
-	if errno := d.newChild(ctx, name, syscall.S_IFLNK|0o777, s, nil); errno != 0 {
+	if errno := d.newChild(ctx, name, syscall.S_IFLNK|0o777, s, d.root.allocIno()); errno != 0 {
 		return nil, errno
 	}
 	s.fillAttr(&out.Attr)
@@ -148,17 +167,19 @@ func (d *Dir) Symlink(ctx context.Context, target, name string, out *fuse.EntryO
 }
 
 func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	f := d.root.newFile()
-	errno := d.newChild(ctx, name, syscall.S_IFREG|mode&07777, f, nil)
+	ino := d.root.allocIno()
+	f := d.root.newFile(ino)
+	errno := d.newChild(ctx, name, syscall.S_IFREG|mode&07777, f, ino)
 	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
 		// The kernel sends CREATE only for names it believes absent; if
 		// one appeared in between, open it as open(2) without O_EXCL would.
+		f.data.Release()
 		return d.openExisting(ctx, name, flags, out)
 	}
 	if errno != 0 {
+		f.data.Release()
 		return nil, nil, 0, errno
 	}
-	d.root.registerFile(f)
 	h := f.newHandle()
 	f.fillAttr(&out.Attr)
 	return f.EmbeddedInode(), h, openFlags, 0
@@ -172,24 +193,26 @@ func (d *Dir) openExisting(ctx context.Context, name string, flags uint32, out *
 	if !ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	if flags&syscall.O_TRUNC != 0 {
-		if err := f.data.Truncate(0); err != nil {
-			return nil, nil, 0, d.root.errno("truncate", err)
-		}
-		f.touchChange()
+	fh, fuseFlags, errno := f.Open(ctx, flags)
+	if errno != 0 {
+		return nil, nil, 0, errno
 	}
-	h := f.newHandle()
 	f.fillAttr(&out.Attr)
-	return f.EmbeddedInode(), h, openFlags, 0
+	return f.EmbeddedInode(), fh, fuseFlags, 0
 }
 
 // Tmpfile makes a file with no name, as open(2) with O_TMPFILE: it lives
 // while open, and can be given a name with linkat(2).
 func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	f := d.root.newFile()
+	ino := d.root.allocIno()
+	f := d.root.newFile(ino)
 	initNode(&f.node, d.root, d, callerOf(ctx), syscall.S_IFREG|mode&07777)
-	d.adopt(ctx, f, syscall.S_IFREG)
+	d.root.tree.Lock()
+	d.adopt(ctx, f, syscall.S_IFREG, ino)
+	f.startLife("", d.inheritedPolicyLocked())
+	d.root.tree.Unlock()
 	d.root.registerFile(f)
+	d.root.events.created(f, "")
 	h := f.newHandle()
 	f.fillAttr(&out.Attr)
 	return f.EmbeddedInode(), h, openFlags, 0
@@ -215,11 +238,17 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 		d.root.tree.Unlock()
 		return nil, syscall.EMLINK
 	}
-	if f, ok := child.(*File); ok && !f.linkable() {
+	f, isFile := child.(*File)
+	if isFile && !f.linkable() {
 		d.root.tree.Unlock()
 		return nil, syscall.ENOENT
 	}
 	d.linkLocked(name, child)
+	if isFile && len(f.names) == 1 {
+		// A file's first name (an O_TMPFILE file linked into place) is
+		// like a rename into a new path: the rules apply to it.
+		f.reresolveLocked()
+	}
 	d.root.tree.Unlock()
 	child.base().touchCtime()
 	child.fillAttr(&out.Attr)
@@ -242,13 +271,16 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	d.unlinkLocked(name, child)
 	d.root.tree.Unlock()
-	d.root.forgetIfUnused(child)
+	d.root.afterUnlink(child)
 	return 0
 }
 
 // unlinkLocked removes a non-directory's entry. root.tree must be
 // write-locked.
 func (d *Dir) unlinkLocked(name string, child inode) {
+	if f, ok := child.(*File); ok {
+		f.dropNameLocked(d, name)
+	}
 	d.entries.remove(name)
 	child.base().addLinks(-1)
 	child.base().touchCtime()
@@ -309,15 +341,15 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 		d.root.tree.Unlock()
 		return errno
 	}
-	var freed inode
+	var replaced inode
 	if flags&unix.RENAME_EXCHANGE != 0 {
 		d.exchangeLocked(name, src, np, newName, dst)
 	} else {
-		freed = d.moveLocked(name, src, np, newName, dst)
+		replaced = d.moveLocked(name, src, np, newName, dst)
 	}
 	d.root.tree.Unlock()
-	if freed != nil {
-		d.root.forgetIfUnused(freed)
+	if replaced != nil {
+		d.root.afterUnlink(replaced)
 	}
 	return 0
 }
@@ -385,11 +417,11 @@ func (d *Dir) moveLocked(name string, src inode, np *Dir, newName string, dst in
 	}
 	d.entries.remove(name)
 	np.entries.add(newName, src)
-	if sub, ok := src.(*Dir); ok && d != np {
-		sub.parent = np
+	if isDir(src) && d != np {
 		d.addLinks(-1)
 		np.addLinks(1)
 	}
+	d.root.renamedLocked(src, d, name, np, newName)
 	src.base().touchCtime()
 	d.touchChange()
 	np.touchChange()
@@ -403,15 +435,11 @@ func (d *Dir) exchangeLocked(name string, src inode, np *Dir, newName string, ds
 	np.entries.remove(newName)
 	d.entries.add(name, dst)
 	np.entries.add(newName, src)
+	d.root.renamedLocked(src, d, name, np, newName)
+	d.root.renamedLocked(dst, np, newName, d, name)
 	if d != np {
-		srcSub, srcIsDir := src.(*Dir)
-		dstSub, dstIsDir := dst.(*Dir)
-		if srcIsDir {
-			srcSub.parent = np
-		}
-		if dstIsDir {
-			dstSub.parent = d
-		}
+		_, srcIsDir := src.(*Dir)
+		_, dstIsDir := dst.(*Dir)
 		if srcIsDir != dstIsDir {
 			delta := 1
 			if dstIsDir {

@@ -8,18 +8,27 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
 )
 
 // File is a regular file. Its data lives in a spool.File; the node keeps
-// the attributes and counts the open handles.
+// the attributes, its names and its lifecycle (lifecycle.go).
 type File struct {
 	node
 	data *spool.File
 
-	// Guarded by node.mu:
-	opens int  // handles not yet released
-	freed bool // data released: no name and no handle left
+	life policy.Entry // guarded by node.mu
+
+	// Guarded by root.tree:
+	names    []link // every (directory, name) the file has
+	lastPath string // its path when it lost its last name, for the events log
+}
+
+// link is one name of a file.
+type link struct {
+	dir  *Dir
+	name string
 }
 
 // openFlags are the FOPEN flags of every open. The daemon is the only
@@ -30,8 +39,6 @@ const openFlags = fuse.FOPEN_KEEP_CACHE
 
 // Virtual extended attributes of regular files.
 const xattrResidency = xattrPrefix + "residency" // "memory" or "disk"
-
-func (r *Root) newFile() *File { return &File{data: r.store.NewFile()} }
 
 func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 	st, err := f.data.Stat()
@@ -91,54 +98,6 @@ func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		f.touchChange()
 	}
 	return h, openFlags, 0
-}
-
-// newHandle counts a new open handle, or returns nil if the file's data
-// has already been freed.
-func (f *File) newHandle() *handle {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.freed {
-		return nil
-	}
-	f.opens++
-	return &handle{file: f}
-}
-
-// linkable reports whether the file may get a new name: it must still
-// hold its data (an O_TMPFILE file does while open).
-func (f *File) linkable() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return !f.freed
-}
-
-// freeIfUnused releases the file's data once it has neither a name nor an
-// open handle. Whoever gets there first frees it.
-func (f *File) freeIfUnused() {
-	f.mu.Lock()
-	if f.freed || f.nlink > 0 || f.opens > 0 {
-		f.mu.Unlock()
-		return
-	}
-	f.freed = true
-	f.mu.Unlock()
-	f.root.unregisterFile(f)
-	f.root.inodes.Add(-1)
-	if err := f.data.Release(); err != nil {
-		f.root.log.Printf("free file %d: %v", f.ino(), err)
-	}
-}
-
-// forgetIfUnused drops the count of a node that lost its last name.
-func (r *Root) forgetIfUnused(n inode) {
-	if f, ok := n.(*File); ok {
-		f.freeIfUnused()
-		return
-	}
-	if n.base().links() == 0 {
-		r.inodes.Add(-1)
-	}
 }
 
 func (f *File) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -217,8 +176,14 @@ func (f *File) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 }
 
 func (f *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if attr == xattrResidency {
+	switch attr {
+	case xattrResidency:
 		return copyXattr(dest, []byte(f.data.Residency().String()))
+	case xattrDelete:
+		f.mu.Lock()
+		p := f.life.Policy()
+		f.mu.Unlock()
+		return copyXattr(dest, []byte(p.String()))
 	}
 	return f.node.Getxattr(ctx, attr, dest)
 }
@@ -236,15 +201,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 		h.file.root.log.Printf("bug: file %d: handle released twice", h.file.ino())
 		return 0
 	}
-	f := h.file
-	f.mu.Lock()
-	f.opens--
-	if f.opens < 0 {
-		f.root.log.Printf("bug: file %d: open count below zero", f.ino())
-		f.opens = 0
-	}
-	f.mu.Unlock()
-	f.freeIfUnused()
+	h.file.closeHandle()
 	return 0
 }
 

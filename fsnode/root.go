@@ -14,42 +14,61 @@
 package fsnode
 
 import (
+	"io"
 	"log"
 	"sync"
 	"sync/atomic"
 
+	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
 )
 
 // Config is what a mount needs to serve its tree.
 type Config struct {
-	Store *spool.Store
+	// Spool configures the store of file data; New opens it.
+	Spool spool.Config
 
 	// Mode, UID and GID are the root directory's permission bits and
 	// owner, as tmpfs's mode=, uid= and gid= options.
 	Mode     uint32
 	UID, GID uint32
 
-	// Logger gets operational messages (never nil after New).
+	// Resolver picks each file's delete policy.
+	Resolver policy.Resolver
+
+	// KeepDir is where keep-policy files are saved at unmount; "" when
+	// no keep policy can be in force.
+	KeepDir string
+
+	// Events, if not nil, gets one JSON line per create, rollover,
+	// delete and keep.
+	Events io.Writer
+
+	// Logger gets operational messages (log.Default() if nil).
 	Logger *log.Logger
 }
 
 // Root is the state of one mount: the only per-mount state there is.
 type Root struct {
-	store *spool.Store
-	log   *log.Logger
+	store    *spool.Store
+	log      *log.Logger
+	resolver *policy.Resolver
+	keepDir  string
+	events   *eventLog
+	notifier *notifier
 
 	dir *Dir // the root directory
 
-	// tree guards every Dir's entries and parent, and link counts.
+	// tree guards every Dir's entries, parent and name, every File's
+	// names, and link counts.
 	tree sync.RWMutex
 
 	nextIno atomic.Uint64 // last inode number handed out
 	inodes  atomic.Int64  // nodes that still have a name or an open handle
 
 	// files maps inode numbers to the regular files whose data is not yet
-	// freed, so that raw requests (which carry only a node id) can find
-	// them.
+	// freed, so that raw requests (which carry only a node id) and the
+	// spool's rollover reports can find them.
 	filesMu sync.Mutex
 	files   map[uint64]*File
 }
@@ -57,16 +76,27 @@ type Root struct {
 // rootIno is the root directory's inode number (and FUSE node id).
 const rootIno = 1
 
-// New makes the tree of a fresh, empty mount.
-func New(cfg Config) *Root {
+// New opens the store of file data and makes the tree of a fresh, empty
+// mount.
+func New(cfg Config) (*Root, error) {
 	r := &Root{
-		store: cfg.Store,
-		log:   cfg.Logger,
-		files: make(map[uint64]*File),
+		log:      cfg.Logger,
+		resolver: &cfg.Resolver,
+		keepDir:  cfg.KeepDir,
+		files:    make(map[uint64]*File),
 	}
 	if r.log == nil {
 		r.log = log.Default()
 	}
+	r.events = newEventLog(cfg.Events, r.log)
+	sc := cfg.Spool
+	sc.OnRollover = r.rolledOver
+	store, err := spool.Open(sc)
+	if err != nil {
+		return nil, err
+	}
+	r.store = store
+	r.notifier = newNotifier()
 	r.nextIno.Store(rootIno)
 	now := nowTimespec()
 	r.dir = &Dir{node: node{
@@ -79,7 +109,19 @@ func New(cfg Config) *Root {
 	}}
 	r.dir.entries.init()
 	r.inodes.Store(1)
-	return r
+	return r, nil
+}
+
+// rolledOver is the spool's report that file ino moved to disk.
+func (r *Root) rolledOver(ino uint64, size int64) {
+	f := r.fileByIno(ino)
+	if f == nil || r.events == nil {
+		return
+	}
+	r.tree.RLock()
+	path := f.pathLocked()
+	r.tree.RUnlock()
+	r.events.rolledOver(f, path, size)
 }
 
 // Store returns the spool store that holds file data.

@@ -49,6 +49,7 @@ const maxOffset = int64(1<<63 - 1)
 // takes it exclusively again.
 type File struct {
 	store *Store
+	id    uint64 // the caller's name for the file, given to OnRollover
 
 	mu       sync.RWMutex
 	size     int64     // in RAM only
@@ -57,9 +58,9 @@ type File struct {
 	released bool
 }
 
-// NewFile returns an empty file held in RAM.
-func (s *Store) NewFile() *File {
-	return &File{store: s, fd: -1}
+// NewFile returns an empty file held in RAM; id names it to OnRollover.
+func (s *Store) NewFile(id uint64) *File {
+	return &File{store: s, id: id, fd: -1}
 }
 
 // Stat is a File's size and use.
@@ -152,13 +153,15 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	f.mu.RUnlock()
 
+	var rolled rollover
+	defer rolled.report(f) // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.released {
 		return 0, ErrReleased
 	}
 	if f.fd < 0 && f.exceedsThreshold(end) {
-		if err := f.spillLocked(); err != nil {
+		if err := f.spillLocked(&rolled); err != nil {
 			return 0, err
 		}
 	}
@@ -183,13 +186,15 @@ func (f *File) Truncate(size int64) error {
 	if size < 0 {
 		return unix.EINVAL
 	}
+	var rolled rollover
+	defer rolled.report(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.released {
 		return ErrReleased
 	}
 	if f.fd < 0 && f.exceedsThreshold(size) {
-		if err := f.spillLocked(); err != nil {
+		if err := f.spillLocked(&rolled); err != nil {
 			return err
 		}
 	}
@@ -231,13 +236,15 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	}
 	end := off + length
 
+	var rolled rollover
+	defer rolled.report(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.released {
 		return ErrReleased
 	}
 	if f.fd < 0 && mode&FallocPunchHole == 0 && f.exceedsThreshold(end) {
-		if err := f.spillLocked(); err != nil {
+		if err := f.spillLocked(&rolled); err != nil {
 			return err
 		}
 	}
@@ -334,6 +341,8 @@ func (f *File) seek(off int64, whence int) (int64, error) {
 // Spill rolls the file over to disk now, if it is not there already: the
 // fileno() of this filesystem. It is idempotent.
 func (f *File) Spill() error {
+	var rolled rollover
+	defer rolled.report(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.released {
@@ -342,7 +351,7 @@ func (f *File) Spill() error {
 	if f.fd >= 0 {
 		return nil
 	}
-	return f.spillLocked()
+	return f.spillLocked(&rolled)
 }
 
 // BackingFd returns the backing file's descriptor once the file has rolled
@@ -403,11 +412,24 @@ func (f *File) freePages(from, to int64) {
 	}
 }
 
+// rollover records a rollover made under a File's lock, to be reported
+// to the Store's OnRollover once the lock is released.
+type rollover struct {
+	happened bool
+	size     int64
+}
+
+func (r *rollover) report(f *File) {
+	if r.happened && f.store.onRollover != nil {
+		f.store.onRollover(f.id, r.size)
+	}
+}
+
 // spillLocked copies the file's pages into a new backing file and switches
 // the file to it. Holes stay holes. On error the file is left in RAM,
 // unchanged, and the partial backing file is closed (it has no name, so
 // closing frees it).
-func (f *File) spillLocked() error {
+func (f *File) spillLocked(rolled *rollover) error {
 	fd, err := f.store.createBacking()
 	if err != nil {
 		return err
@@ -416,6 +438,7 @@ func (f *File) spillLocked() error {
 		unix.Close(fd)
 		return fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
 	}
+	*rolled = rollover{happened: true, size: f.size}
 	f.freePages(0, maxPageIndex)
 	f.pages = pageTable{}
 	f.size = 0

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -952,5 +953,56 @@ func TestTruncateFreesPagesPastEnd(t *testing.T) {
 			}
 			wantStats(t, s, Stats{RAMBytes: tc.wantBlocks * 512})
 		})
+	}
+}
+
+// TestOnRollover checks that OnRollover hears of each rollover once, with
+// the file's id and the size it rolled over at, and with no lock of the
+// file held (the callback stats the file, which would deadlock otherwise).
+func TestOnRollover(t *testing.T) {
+	type call struct {
+		id   uint64
+		size int64
+	}
+	var calls []call
+	var files map[uint64]*File
+	s, err := Open(Config{SpillParent: t.TempDir(), MaxSize: 8192, OnRollover: func(id uint64, size int64) {
+		if _, err := files[id].Stat(); err != nil {
+			t.Errorf("Stat in OnRollover: %v", err)
+		}
+		calls = append(calls, call{id, size})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	files = map[uint64]*File{7: s.NewFile(7), 8: s.NewFile(8), 9: s.NewFile(9), 10: s.NewFile(10)}
+	for _, f := range files {
+		defer f.Release()
+	}
+	if _, err := files[7].WriteAt(make([]byte, 8193), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := files[7].WriteAt([]byte("x"), 20000); err != nil { // on disk already
+		t.Fatal(err)
+	}
+	if err := files[8].Truncate(100000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := files[9].WriteAt([]byte("abc"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := files[9].Spill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := files[9].Spill(); err != nil { // idempotent: no second report
+		t.Fatal(err)
+	}
+	if err := files[10].Allocate(0, 9000, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []call{{7, 0}, {8, 0}, {9, 3}, {10, 0}}
+	if !slices.Equal(calls, want) {
+		t.Errorf("OnRollover calls = %v, want %v", calls, want)
 	}
 }

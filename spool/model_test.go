@@ -71,7 +71,7 @@ func newTestStoreIn(tb testing.TB, parent string, maxSize int64) *Store {
 // newTestFile returns a new File of s that is released at cleanup.
 func newTestFile(tb testing.TB, s *Store) *File {
 	tb.Helper()
-	f := s.NewFile()
+	f := s.NewFile(uint64(len(tb.Name())))
 	tb.Cleanup(func() {
 		if err := f.Release(); err != nil {
 			tb.Errorf("Release: %v", err)

@@ -30,12 +30,19 @@ type Config struct {
 	// (or allocated extent) exceeds it rolls over to disk. 0 means never
 	// by size.
 	MaxSize int64
+
+	// OnRollover, if set, is called after a file has rolled over, with the
+	// id it was made with and the size it had when it moved (before the
+	// write or truncate that made it move). It runs with no lock of the
+	// file held, in the goroutine that caused the rollover.
+	OnRollover func(id uint64, size int64)
 }
 
 // Store owns the private spill directory and the counters shared by every
 // File it hands out. It is safe for concurrent use.
 type Store struct {
-	maxSize int64
+	maxSize    int64
+	onRollover func(id uint64, size int64)
 
 	// dir is the private spill directory; dirFd is held open so that
 	// backing files are created relative to it and never through a path
@@ -93,7 +100,7 @@ func Open(cfg Config) (*Store, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("spill dir %s: open %s: %w", parent, dir, err)
 	}
-	s := &Store{maxSize: cfg.MaxSize, dir: dir, dirFd: fd}
+	s := &Store{maxSize: cfg.MaxSize, onRollover: cfg.OnRollover, dir: dir, dirFd: fd}
 	if err := s.probe(); err != nil {
 		s.Close()
 		return nil, err

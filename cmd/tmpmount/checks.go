@@ -136,15 +136,75 @@ func spillParent(flagValue, mountpoint string) (string, error) {
 	if dir == "" {
 		dir, source = "/var/tmp", "the default"
 	}
-	abs, err := filepath.Abs(dir)
+	abs, err := resolvePath(dir)
 	if err != nil {
 		return "", fmt.Errorf("spill dir %s (%s): %v", dir, source, err)
 	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	if abs == mountpoint || strings.HasPrefix(abs, mountpoint+"/") {
+	if within(abs, mountpoint) {
 		return "", fmt.Errorf("spill dir %s (%s) is inside the mount point %s: choose another with --spill-dir", abs, source, mountpoint)
 	}
 	return abs, nil
+}
+
+// resolvePath makes path absolute and resolves its symlinks where it
+// exists, so that it can be compared with the mount point.
+func resolvePath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(real, filepath.Base(abs)), nil
+	}
+	return abs, nil
+}
+
+// within reports whether path is dir or lies below it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// checkKeepDir returns the keep directory, absolute, after checking that
+// files can be made in it and that it is outside the mount.
+func checkKeepDir(dir, mountpoint string) (string, error) {
+	abs, err := resolvePath(dir)
+	if err != nil {
+		return "", fmt.Errorf("keep dir %s: %v", dir, err)
+	}
+	if within(abs, mountpoint) {
+		return "", fmt.Errorf("keep dir %s is inside the mount point %s, which is emptied at unmount: choose another", abs, mountpoint)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("keep dir %s does not exist: create it first (mkdir -p %s)", abs, abs)
+	case err != nil:
+		return "", fmt.Errorf("keep dir %s: %v", abs, err)
+	case !st.IsDir():
+		return "", fmt.Errorf("keep dir %s is not a directory", abs)
+	}
+	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
+		return "", fmt.Errorf("keep dir %s is not writable by this user: %v", abs, err)
+	}
+	return abs, nil
+}
+
+// openEvents opens the events file for appending, refusing one inside the
+// mount (writing it would make events of its own).
+func openEvents(path, mountpoint string) (*os.File, error) {
+	abs, err := resolvePath(path)
+	if err != nil {
+		return nil, fmt.Errorf("events file %s: %v", path, err)
+	}
+	if within(abs, mountpoint) {
+		return nil, fmt.Errorf("events file %s is inside the mount point %s: choose another", abs, mountpoint)
+	}
+	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("events file: %v", err)
+	}
+	return f, nil
 }

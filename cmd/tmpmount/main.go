@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tmpmount/tmpmount/fsnode"
+	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
 )
 
@@ -64,16 +65,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Print(err)
 		return exitUsage
 	}
-	store, err := spool.Open(spool.Config{SpillParent: parent, MaxSize: o.maxSize.bytes})
-	if err != nil {
-		logger.Printf("%v: choose another with --spill-dir", err)
+	resolver := policy.Resolver{Rules: o.rules.rules, Default: o.deleteDef.p}
+	keepDir := ""
+	switch {
+	case o.keepDir != "":
+		if keepDir, err = checkKeepDir(o.keepDir, mountpoint); err != nil {
+			logger.Print(err)
+			return exitUsage
+		}
+	case resolver.Uses(policy.Keep):
+		logger.Print("a keep policy is in force but there is no --keep-dir to save kept files to: give one")
 		return exitUsage
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
+	var events *os.File
+	if o.events != "" {
+		if events, err = openEvents(o.events, mountpoint); err != nil {
 			logger.Print(err)
+			return exitUsage
 		}
-	}()
+		defer events.Close()
+	}
 
 	// Take SIGINT and SIGTERM from before the mount exists: one that
 	// arrived while mounting would otherwise kill the daemon with its mount
@@ -82,19 +93,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	root := fsnode.New(fsnode.Config{
-		Store:  store,
-		Mode:   o.mode,
-		UID:    o.uid,
-		GID:    o.gid,
-		Logger: logger,
-	})
+	cfg := fsnode.Config{
+		Spool:    spool.Config{SpillParent: parent, MaxSize: o.maxSize.bytes},
+		Mode:     o.mode,
+		UID:      o.uid,
+		GID:      o.gid,
+		Resolver: resolver,
+		KeepDir:  keepDir,
+		Logger:   logger,
+	}
+	if events != nil {
+		cfg.Events = events
+	}
+	root, err := fsnode.New(cfg)
+	if err != nil {
+		logger.Printf("%v: choose another with --spill-dir", err)
+		return exitUsage
+	}
+	store := root.Store()
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Print(err)
+		}
+	}()
 	server, err := root.Mount(mountpoint, fsnode.MountConfig{AllowOther: o.allowOther, Debug: o.debug})
 	if err != nil {
 		logger.Printf("%v", err)
+		root.Shutdown()
 		return exitUsage
 	}
-	logger.Printf("serving %s (max-size %s, spill dir %s)", mountpoint, describeMaxSize(o.maxSize.bytes), store.Dir())
+	logger.Printf("serving %s (max-size %s, delete %s, spill dir %s)", mountpoint, describeMaxSize(o.maxSize.bytes), o.deleteDef.p, store.Dir())
 
 	go func() {
 		for sig := range signals {
@@ -103,7 +131,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	server.Wait()
+	saved, failed := root.Shutdown()
+	if saved > 0 || failed > 0 {
+		logger.Printf("saved %d keep file(s) to %s", saved, keepDir)
+	}
 	logger.Printf("unmounted %s", mountpoint)
+	if failed > 0 {
+		logger.Printf("%d keep file(s) could not be saved (see above)", failed)
+		return exitFailure
+	}
 	return exitOK
 }
 

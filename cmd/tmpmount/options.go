@@ -9,12 +9,18 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+
+	"github.com/tmpmount/tmpmount/policy"
 )
 
 // options is everything the command line says.
 type options struct {
 	maxSize    sizeFlag
 	spillDir   string
+	deleteDef  policyFlag
+	rules      rulesFlag
+	keepDir    string
+	events     string
 	mode       uint32
 	uid, gid   uint32
 	allowOther bool
@@ -43,6 +49,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
 	fs.Var(&o.maxSize, "max-size", "per-file RAM threshold: a file larger than this rolls over to disk; 0 = never by size.\nSIZE is "+sizeHelp)
 	fs.StringVar(&o.spillDir, "spill-dir", "", "`DIR` in which to make the private spill directory (default $TMPDIR, else /var/tmp; never inside the mount)")
+	o.deleteDef.p = policy.Unmount
+	fs.Var(&o.deleteDef, "delete", "default delete `POLICY`: close (when the last handle is released), unmount (when the mount ends) or keep (saved to --keep-dir at unmount)")
+	fs.Var(&o.rules, "rule", "`GLOB=POLICY` for files whose path (relative to the mount root) matches GLOB; * stays within a name, ** spans directories; repeatable, first match wins")
+	fs.StringVar(&o.keepDir, "keep-dir", "", "`DIR` where keep files are saved at a clean unmount; required when a keep policy is in force")
+	fs.StringVar(&o.events, "events", "", "append one JSON line per create, rollover, delete and keep to `FILE`")
 	fs.Var(octalFlag{&o.mode}, "mode", "permission bits of the root directory, in octal, as tmpfs's mode=")
 	fs.Var(idFlag{&o.uid, lookupUser}, "uid", "owner of the root directory: a user name or number (default: you)")
 	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a group name or number (default: yours)")
@@ -95,6 +106,45 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: one MOUNTPOINT expected, got %q (see tmpmount -help)", errUsage, positional)
 	}
 	return o, nil
+}
+
+// policyFlag is a delete policy.
+type policyFlag struct{ p policy.Policy }
+
+func (f *policyFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.p.String()
+}
+
+func (f *policyFlag) Set(s string) error {
+	p, err := policy.Parse(s)
+	f.p = p
+	return err
+}
+
+// rulesFlag collects --rule flags in order.
+type rulesFlag struct{ rules []policy.Rule }
+
+func (f *rulesFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	var parts []string
+	for _, r := range f.rules {
+		parts = append(parts, r.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+func (f *rulesFlag) Set(s string) error {
+	r, err := policy.ParseRule(s)
+	if err != nil {
+		return err
+	}
+	f.rules = append(f.rules, r)
+	return nil
 }
 
 // octalFlag is a mode in octal.

@@ -1,0 +1,83 @@
+package fsnode
+
+import (
+	"encoding/json"
+	"io"
+	"log"
+	"sync"
+	"time"
+
+	"github.com/tmpmount/tmpmount/policy"
+)
+
+// eventLog appends one JSON line per create, rollover, delete and keep to
+// the --events file. Each line is one write(2) to a file opened with
+// O_APPEND, so lines arrive whole and at once, even with several writers.
+// A nil *eventLog logs nothing.
+type eventLog struct {
+	mu     sync.Mutex
+	w      io.Writer
+	log    *log.Logger
+	failed bool // a write failed; said once, not per event
+}
+
+// event is one line of the log.
+type event struct {
+	Time   string `json:"time"`
+	Event  string `json:"event"` // create, rollover, delete, keep
+	Path   string `json:"path"`  // relative to the mount root; "" for a file without a name
+	Ino    uint64 `json:"ino"`
+	Policy string `json:"policy,omitempty"` // create
+	Source string `json:"source,omitempty"` // create: where the policy came from
+	Size   *int64 `json:"size,omitempty"`   // rollover: the size that rolled over
+	Reason string `json:"reason,omitempty"` // delete: close, unmount or unlink
+	Dest   string `json:"dest,omitempty"`   // keep: where the file was saved
+}
+
+func newEventLog(w io.Writer, logger *log.Logger) *eventLog {
+	if w == nil {
+		return nil
+	}
+	return &eventLog{w: w, log: logger}
+}
+
+func (l *eventLog) emit(e event) {
+	if l == nil {
+		return
+	}
+	e.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	line, err := json.Marshal(e)
+	if err != nil {
+		l.log.Printf("events: %v", err)
+		return
+	}
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(line); err != nil && !l.failed {
+		l.failed = true
+		l.log.Printf("events: %v (further failures are not reported)", err)
+	}
+}
+
+func (l *eventLog) created(f *File, path string) {
+	if l == nil {
+		return
+	}
+	f.mu.Lock()
+	p, src := f.life.Policy(), f.life.Source()
+	f.mu.Unlock()
+	l.emit(event{Event: "create", Path: path, Ino: f.ino(), Policy: p.String(), Source: src.String()})
+}
+
+func (l *eventLog) rolledOver(f *File, path string, size int64) {
+	l.emit(event{Event: "rollover", Path: path, Ino: f.ino(), Size: &size})
+}
+
+func (l *eventLog) deleted(f *File, path string, reason policy.Reason) {
+	l.emit(event{Event: "delete", Path: path, Ino: f.ino(), Reason: reason.String()})
+}
+
+func (l *eventLog) kept(f *File, path, dest string) {
+	l.emit(event{Event: "keep", Path: path, Ino: f.ino(), Dest: dest})
+}

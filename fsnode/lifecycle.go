@@ -1,0 +1,217 @@
+package fsnode
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/tmpmount/tmpmount/policy"
+)
+
+// A regular file's life: it gets its policy when made (policy.Entry, kept
+// in File.life under node.mu), counts its handles, and is deleted when the
+// Entry says so: its data freed once it has neither names nor handles, or,
+// under the close policy, every name removed when its last handle goes.
+
+func (r *Root) newFile(ino uint64) *File {
+	return &File{data: r.store.NewFile(ino)}
+}
+
+// startLife gives a new file its policy: from its path (empty for a file
+// made with O_TMPFILE, which matches no rule) and the setting it inherits
+// from its directories. root.tree must be held.
+func (f *File) startLife(path string, inherited policy.Policy) {
+	f.mu.Lock()
+	f.life = policy.NewEntry(f.root.resolver, path, inherited)
+	f.mu.Unlock()
+}
+
+// reresolveLocked picks the file's policy again for the path it has now.
+// root.tree must be held.
+func (f *File) reresolveLocked() {
+	path := f.pathLocked()
+	f.mu.Lock()
+	f.life.Reresolve(f.root.resolver, path)
+	f.mu.Unlock()
+}
+
+// pathLocked is the file's first path, or "" if it has no name. root.tree
+// must be held.
+func (f *File) pathLocked() string {
+	if len(f.names) == 0 {
+		return ""
+	}
+	return f.names[0].dir.pathLocked(f.names[0].name)
+}
+
+// pathLocked is the path of name in d, relative to the mount root.
+// root.tree must be held.
+func (d *Dir) pathLocked(name string) string {
+	parts := []string{name}
+	for p := d; p.parent != nil; p = p.parent {
+		parts = append(parts, p.name)
+	}
+	slices.Reverse(parts)
+	return strings.Join(parts, "/")
+}
+
+// inheritedPolicyLocked is the user.tmpmount.delete setting of the nearest
+// directory from d up that has one, or Unset. root.tree must be held.
+func (d *Dir) inheritedPolicyLocked() policy.Policy {
+	for p := d; p != nil; p = p.parent {
+		p.mu.Lock()
+		own := p.own
+		p.mu.Unlock()
+		if own != policy.Unset {
+			return own
+		}
+	}
+	return policy.Unset
+}
+
+// newHandle counts a new open handle, or returns nil if the file has been
+// deleted.
+func (f *File) newHandle() *handle {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.life.Open() != nil {
+		return nil
+	}
+	return &handle{file: f}
+}
+
+// linkable reports whether the file may get a new name: not once deleted
+// (an O_TMPFILE file, with no name yet, may while it is open).
+func (f *File) linkable() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.life.CanLink()
+}
+
+// closeHandle counts a released handle and carries out what the file's
+// policy decides.
+func (f *File) closeHandle() {
+	f.mu.Lock()
+	action, reason, err := f.life.Close(int(f.nlink))
+	f.mu.Unlock()
+	if err != nil {
+		f.root.log.Printf("bug: file %d: %v", f.ino(), err)
+		return
+	}
+	switch action {
+	case policy.Free:
+		f.free(reason, f.lastKnownPath())
+	case policy.RemoveNames:
+		f.free(reason, f.root.removeNames(f))
+	}
+}
+
+// lastKnownPath is where the file was last seen by name.
+func (f *File) lastKnownPath() string {
+	f.root.tree.RLock()
+	defer f.root.tree.RUnlock()
+	if p := f.pathLocked(); p != "" {
+		return p
+	}
+	return f.lastPath
+}
+
+// dropNameLocked removes (d, name) from the file's names. root.tree must be
+// write-locked.
+func (f *File) dropNameLocked(d *Dir, name string) {
+	i := slices.Index(f.names, link{dir: d, name: name})
+	if i < 0 {
+		return
+	}
+	if len(f.names) == 1 {
+		f.lastPath = d.pathLocked(name)
+	}
+	f.names = slices.Delete(f.names, i, i+1)
+}
+
+// afterUnlink acts on a node that lost a name (by unlink, or replaced by a
+// rename).
+func (r *Root) afterUnlink(n inode) {
+	f, ok := n.(*File)
+	if !ok {
+		if n.base().links() == 0 {
+			r.inodes.Add(-1)
+		}
+		return
+	}
+	f.mu.Lock()
+	action, reason := f.life.Unlinked(int(f.nlink))
+	f.mu.Unlock()
+	if action == policy.Free {
+		f.free(reason, f.lastKnownPath())
+	}
+}
+
+// free releases a deleted file's data; the policy has decided, so this runs
+// once per file.
+func (f *File) free(reason policy.Reason, path string) {
+	f.root.unregisterFile(f)
+	f.root.inodes.Add(-1)
+	f.root.events.deleted(f, path, reason)
+	if err := f.data.Release(); err != nil {
+		f.root.log.Printf("free file %d: %v", f.ino(), err)
+	}
+}
+
+// removeNames takes every name of a close-policy file whose last handle is
+// gone, tells the kernel, and returns the file's path.
+func (r *Root) removeNames(f *File) string {
+	r.tree.Lock()
+	names := f.names
+	path := f.pathLocked()
+	f.names = nil
+	f.lastPath = path
+	for _, l := range names {
+		if l.dir.entries.get(l.name) == inode(f) {
+			l.dir.entries.remove(l.name)
+			l.dir.touchChange()
+		}
+	}
+	f.mu.Lock()
+	f.nlink = 0
+	f.ctime = nowTimespec()
+	f.mu.Unlock()
+	r.tree.Unlock()
+	for _, l := range names {
+		r.notifier.deleted(l.dir, l.name, f)
+	}
+	return path
+}
+
+// renamedLocked updates a node that a rename moved from d/name to
+// np/newName: a directory's parent and name, a file's names, and, when
+// there are rules, the policies of the files whose paths changed.
+// root.tree must be write-locked.
+func (r *Root) renamedLocked(n inode, d *Dir, name string, np *Dir, newName string) {
+	switch x := n.(type) {
+	case *Dir:
+		x.parent, x.name = np, newName
+		if len(r.resolver.Rules) > 0 {
+			x.reresolveBelowLocked()
+		}
+	case *File:
+		if i := slices.Index(x.names, link{dir: d, name: name}); i >= 0 {
+			x.names[i] = link{dir: np, name: newName}
+		}
+		if len(r.resolver.Rules) > 0 {
+			x.reresolveLocked()
+		}
+	}
+}
+
+// reresolveBelowLocked picks again the policy of every file below d, whose
+// paths a rename of d changed. root.tree must be write-locked.
+func (d *Dir) reresolveBelowLocked() {
+	for e := d.entries.after(0); e != nil; e = d.entries.after(e.cookie) {
+		switch c := e.child.(type) {
+		case *File:
+			c.reresolveLocked()
+		case *Dir:
+			c.reresolveBelowLocked()
+		}
+	}
+}

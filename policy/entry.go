@@ -1,0 +1,139 @@
+package policy
+
+import "fmt"
+
+// Action is what the filesystem must do after an event on a file.
+type Action uint8
+
+const (
+	// Nothing: the file lives on.
+	Nothing Action = iota
+	// Free: the file has neither a name nor an open handle left; free its
+	// data.
+	Free
+	// RemoveNames: a close-policy file's last handle is gone; remove every
+	// name it has, then free its data.
+	RemoveNames
+)
+
+func (a Action) String() string {
+	switch a {
+	case Free:
+		return "free"
+	case RemoveNames:
+		return "remove-names"
+	}
+	return "nothing"
+}
+
+// Reason says why a file was deleted, for the events log.
+type Reason uint8
+
+const (
+	ByUnlink  Reason = iota // its last name was removed and no handle was left
+	ByClose                 // close policy: its last handle was released
+	ByUnmount               // the mount ended
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ByClose:
+		return "close"
+	case ByUnmount:
+		return "unmount"
+	}
+	return "unlink"
+}
+
+// Entry is one regular file's lifecycle: its policy, where that came from,
+// its open handles (every FUSE open and create counts; the kernel keeps a
+// handle open for as long as a mapping of it exists), and whether it is
+// gone. The link count is the filesystem's; it is passed in. An Entry is
+// not safe for concurrent use: the filesystem guards it with the file's
+// lock.
+type Entry struct {
+	own       Policy // the file's own user.tmpmount.delete, or Unset
+	inherited Policy // from the nearest ancestor directory when made, or Unset
+	policy    Policy
+	source    Source
+	opens     int
+	gone      bool
+}
+
+// NewEntry starts the lifecycle of a file made at path, having inherited
+// the given setting from its directories.
+func NewEntry(r *Resolver, path string, inherited Policy) Entry {
+	e := Entry{inherited: inherited}
+	e.policy, e.source = r.Resolve(Unset, path, inherited)
+	return e
+}
+
+// Policy is the file's policy now.
+func (e *Entry) Policy() Policy { return e.policy }
+
+// Source is where the policy came from.
+func (e *Entry) Source() Source { return e.source }
+
+// Own is the file's own setting, or Unset.
+func (e *Entry) Own() Policy { return e.own }
+
+// Opens is the number of open handles.
+func (e *Entry) Opens() int { return e.opens }
+
+// Gone reports whether the file's data has been deleted.
+func (e *Entry) Gone() bool { return e.gone }
+
+// SetOwn sets (or with Unset, clears) the file's own setting and resolves
+// the policy again at path.
+func (e *Entry) SetOwn(r *Resolver, own Policy, path string) {
+	e.own = own
+	e.Reresolve(r, path)
+}
+
+// Reresolve picks the policy again for the path the file has now: rules
+// are checked at creation and again when a rename moves the file.
+func (e *Entry) Reresolve(r *Resolver, path string) {
+	e.policy, e.source = r.Resolve(e.own, path, e.inherited)
+}
+
+// Open counts a new handle. A deleted file cannot be opened again.
+func (e *Entry) Open() error {
+	if e.gone {
+		return ErrGone
+	}
+	e.opens++
+	return nil
+}
+
+// Close counts a released handle; links is the file's link count.
+func (e *Entry) Close(links int) (Action, Reason, error) {
+	if e.opens <= 0 {
+		return Nothing, 0, fmt.Errorf("policy: close of a file with %d open handles", e.opens)
+	}
+	e.opens--
+	if e.opens > 0 || e.gone {
+		return Nothing, 0, nil
+	}
+	switch {
+	case links == 0:
+		e.gone = true
+		return Free, ByUnlink, nil
+	case e.policy == Close:
+		e.gone = true
+		return RemoveNames, ByClose, nil
+	}
+	return Nothing, 0, nil
+}
+
+// Unlinked records that a name was removed; links is the count left.
+func (e *Entry) Unlinked(links int) (Action, Reason) {
+	if links > 0 || e.opens > 0 || e.gone {
+		return Nothing, 0
+	}
+	e.gone = true
+	return Free, ByUnlink
+}
+
+// CanLink reports whether the file may get another name: not once deleted
+// (an O_TMPFILE file, which has no name yet, can while it is open).
+func (e *Entry) CanLink() bool { return !e.gone }
