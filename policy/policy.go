@@ -84,14 +84,14 @@ type Resolver struct {
 
 // Resolve returns a file's policy and its source, first match winning: the
 // file's own setting, the first rule matching its path (relative to the
-// mount root), the setting it inherited from a directory when it was made,
-// the default.
+// mount root; a file without a name, path "", matches no rule), the
+// setting it inherited from a directory when it was made, the default.
 func (r *Resolver) Resolve(own Policy, path string, inherited Policy) (Policy, Source) {
 	if own != Unset {
 		return own, FromXattr
 	}
 	for _, rule := range r.Rules {
-		if rule.Match(path) {
+		if path != "" && rule.Match(path) {
 			return rule.Policy, FromRule
 		}
 	}
