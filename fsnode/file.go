@@ -8,6 +8,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
 	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
 )
@@ -18,7 +20,17 @@ type File struct {
 	node
 	data *spool.File
 
-	life policy.Entry // guarded by node.mu
+	// Guarded by node.mu:
+	life policy.Entry
+	// The open handles by kind. The kernel refuses an inode cached and
+	// passthrough opens at once, so a file opens in passthrough only once
+	// it is on disk and no cached handle is left; after that, every open
+	// is passthrough (a cached one could not start while any passthrough
+	// one is open, and none is needed).
+	cachedOpens, passthroughOpens int
+	// passthroughSeen: the file has had passthrough handles, so reads and
+	// writes may have reached its backing file without the daemon.
+	passthroughSeen bool
 
 	// Guarded by root.tree:
 	names    []link // every (directory, name) the file has
@@ -37,9 +49,6 @@ type link struct {
 // writes): reads of recently written files then run at page-cache speed.
 const openFlags = fuse.FOPEN_KEEP_CACHE
 
-// Virtual extended attributes of regular files.
-const xattrResidency = xattrPrefix + "residency" // "memory" or "disk"
-
 func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 	st, err := f.data.Stat()
 	if err != nil {
@@ -47,10 +56,26 @@ func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 	}
 	f.mu.Lock()
 	f.fillCommonAttrLocked(out)
+	if f.passthroughSeen && st.Residency == spool.OnDisk {
+		// Passthrough reads and writes reach the backing file without
+		// the daemon: its times are the later news. (They were set to
+		// the node's when passthrough began, and explicit changes of
+		// times are copied to it.)
+		laterTime(&out.Atime, &out.Atimensec, st.Atime)
+		laterTime(&out.Mtime, &out.Mtimensec, st.Mtime)
+		laterTime(&out.Ctime, &out.Ctimensec, st.Ctime)
+	}
 	f.mu.Unlock()
 	out.Size = uint64(st.Size)
 	out.Blocks = uint64(st.Blocks)
 	return 0
+}
+
+// laterTime sets (sec, nsec) to t if t is later.
+func laterTime(sec *uint64, nsec *uint32, t unix.Timespec) {
+	if t.Sec > int64(*sec) || (t.Sec == int64(*sec) && uint32(t.Nsec) > *nsec) {
+		*sec, *nsec = uint64(t.Sec), uint32(t.Nsec)
+	}
 }
 
 func (f *File) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -77,7 +102,29 @@ func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		stamp = viaFd || st.Size != int64(size) || st.Blocks > 0
 	}
 	f.applySetattr(callerOf(ctx), in, stamp)
+	if _, atime := in.GetATime(); atime || in.Valid&fuse.FATTR_MTIME != 0 {
+		f.copyTimesToBacking()
+	}
 	return f.fillAttr(&out.Attr)
+}
+
+// copyTimesToBacking gives the backing file of a file that has had
+// passthrough handles the node's atime and mtime, so that fillAttr's
+// "later of the two" shows them (utimensat to a time in the past, say).
+func (f *File) copyTimesToBacking() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.passthroughSeen {
+		f.copyTimesToBackingLocked()
+	}
+}
+
+func (f *File) copyTimesToBackingLocked() {
+	at := unix.Timespec{Sec: f.atime.sec, Nsec: int64(f.atime.nsec)}
+	mt := unix.Timespec{Sec: f.mtime.sec, Nsec: int64(f.mtime.nsec)}
+	if err := f.data.SetTimes(at, mt); err != nil {
+		f.root.log.Printf("file %d: %v", f.ino(), err)
+	}
 }
 
 func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -97,7 +144,7 @@ func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 		f.touchChange()
 	}
-	return h, openFlags, 0
+	return h, h.openFlags(), 0
 }
 
 func (f *File) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -175,23 +222,37 @@ func (f *File) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	return 0
 }
 
-func (f *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	switch attr {
-	case xattrResidency:
-		return copyXattr(dest, []byte(f.data.Residency().String()))
-	case xattrDelete:
-		f.mu.Lock()
-		p := f.life.Policy()
-		f.mu.Unlock()
-		return copyXattr(dest, []byte(p.String()))
-	}
-	return f.node.Getxattr(ctx, attr, dest)
-}
-
 // handle is one open of a File.
 type handle struct {
-	file     *File
-	released atomic.Bool
+	file *File
+	// passthroughFd is the backing file the kernel is to use directly
+	// (FUSE passthrough), or -1 for an open served by the daemon and the
+	// page cache.
+	passthroughFd int
+	released      atomic.Bool
+}
+
+var _ fs.FilePassthroughFder = (*handle)(nil)
+
+// PassthroughFd is asked once, when go-fuse answers the open.
+func (h *handle) PassthroughFd() (int, bool) {
+	return h.passthroughFd, h.passthroughFd >= 0
+}
+
+// openFlags are the FOPEN flags of the handle's open. go-fuse adds
+// FOPEN_PASSTHROUGH for passthrough handles.
+func (h *handle) openFlags() uint32 {
+	if h.passthroughFd >= 0 {
+		return 0
+	}
+	f := h.file
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.passthroughSeen {
+		// Passthrough writes bypassed the page cache: start afresh.
+		return 0
+	}
+	return openFlags
 }
 
 // Release drops the handle's count; the kernel sends it once per open,
@@ -201,7 +262,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 		h.file.root.log.Printf("bug: file %d: handle released twice", h.file.ino())
 		return 0
 	}
-	h.file.closeHandle()
+	h.file.closeHandle(h)
 	return 0
 }
 

@@ -69,14 +69,27 @@ func (d *Dir) inheritedPolicyLocked() policy.Policy {
 }
 
 // newHandle counts a new open handle, or returns nil if the file has been
-// deleted.
+// deleted. It picks the handle's kind (see File.cachedOpens).
 func (f *File) newHandle() *handle {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.life.Open() != nil {
 		return nil
 	}
-	return &handle{file: f}
+	h := &handle{file: f, passthroughFd: -1}
+	if f.root.passthrough.Load() && f.cachedOpens == 0 {
+		if fd, ok := f.data.BackingFd(); ok {
+			if !f.passthroughSeen {
+				f.copyTimesToBackingLocked()
+				f.passthroughSeen = true
+			}
+			h.passthroughFd = fd
+			f.passthroughOpens++
+			return h
+		}
+	}
+	f.cachedOpens++
+	return h
 }
 
 // linkable reports whether the file may get a new name: not once deleted
@@ -89,8 +102,13 @@ func (f *File) linkable() bool {
 
 // closeHandle counts a released handle and carries out what the file's
 // policy decides.
-func (f *File) closeHandle() {
+func (f *File) closeHandle(h *handle) {
 	f.mu.Lock()
+	if h.passthroughFd >= 0 {
+		f.passthroughOpens--
+	} else {
+		f.cachedOpens--
+	}
 	action, reason, err := f.life.Close(int(f.nlink))
 	f.mu.Unlock()
 	if err != nil {

@@ -1,9 +1,13 @@
 package fsnode
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -12,8 +16,9 @@ import (
 // MountConfig holds the choices of the person mounting; the FUSE settings
 // that make tmpmount correct and fast are fixed in Mount.
 type MountConfig struct {
-	AllowOther bool // let other users in
-	Debug      bool // log every request
+	AllowOther    bool // let other users in
+	Debug         bool // log every request
+	NoPassthrough bool // serve rolled-over files through the daemon even where passthrough works
 }
 
 // cacheTimeout is how long the kernel may trust entries, negative entries
@@ -72,5 +77,40 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		server.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	if mc.NoPassthrough {
+		r.passthroughNote = "off (--no-passthrough)"
+	} else if err := r.probePassthrough(server); err != nil {
+		r.passthroughNote = "off (" + err.Error() + ")"
+	} else {
+		r.passthrough.Store(true)
+		r.passthroughNote = "on"
+	}
 	return server, nil
 }
+
+// probePassthrough checks that the kernel takes a backing file from the
+// spill directory for FUSE passthrough (Linux 6.9+, CAP_SYS_ADMIN, a spill
+// filesystem that can be stacked on).
+func (r *Root) probePassthrough(server *fuse.Server) error {
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		return errors.New("the kernel does not offer it")
+	}
+	fd, err := r.store.ProbeFd()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	if errno != 0 {
+		if errno == syscall.EPERM {
+			return errors.New("needs root")
+		}
+		return fmt.Errorf("the kernel refuses backing files: %v", errno)
+	}
+	server.UnregisterBackingFd(id)
+	return nil
+}
+
+// Passthrough says whether rolled-over files are served by FUSE
+// passthrough, and if not, why.
+func (r *Root) Passthrough() string { return r.passthroughNote }

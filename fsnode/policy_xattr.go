@@ -82,23 +82,6 @@ func (f *File) changeOwnPolicy(p policy.Policy, flags uint32) syscall.Errno {
 	return 0
 }
 
-func (f *File) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if attr == xattrDelete {
-		return f.setPolicy(ctx, data, flags)
-	}
-	return f.node.Setxattr(ctx, attr, data, flags)
-}
-
-func (f *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if attr == xattrDelete {
-		if !f.mayChangePolicy(ctx) {
-			return syscall.EPERM
-		}
-		return f.changeOwnPolicy(policy.Unset, 0)
-	}
-	return f.node.Removexattr(ctx, attr)
-}
-
 func (d *Dir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if attr == xattrDelete {
 		d.mu.Lock()

@@ -34,15 +34,31 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	return st
 }
 
-// beforeWrite clears set-user-ID and set-group-ID bits when the kernel asks
-// for it: with FUSE_HANDLE_KILLPRIV_V2 it flags the writes of callers
-// without CAP_FSETID instead of asking for security.capability before
-// every write.
+// beforeWrite acts on two write flags:
+//
+// WRITE_CACHE marks a write of a dirty page cache page: with the writeback
+// cache off, that is a page written through a shared mapping. Such a file
+// rolls over to disk first, as SpooledTemporaryFile does on fileno(): from
+// then on the kernel's page cache, not the daemon's RAM, holds what the
+// mapping writes, and the daemon only passes it to the backing file.
+//
+// WRITE_KILL_SUIDGID asks to clear set-user-ID and set-group-ID bits: with
+// FUSE_HANDLE_KILLPRIV_V2 the kernel flags the writes of callers without
+// CAP_FSETID instead of asking for security.capability before every write.
 func (r *rawFS) beforeWrite(in *fuse.WriteIn) {
-	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID == 0 {
+	if in.WriteFlags&(fuse.WRITE_CACHE|fuse.WRITE_KILL_SUIDGID) == 0 {
 		return
 	}
-	if f := r.root.fileByIno(in.NodeId); f != nil {
+	f := r.root.fileByIno(in.NodeId)
+	if f == nil {
+		return
+	}
+	if in.WriteFlags&fuse.WRITE_CACHE != 0 {
+		if err := f.data.Spill(); err != nil {
+			r.root.log.Printf("file %d written through a mapping stays in RAM: %v", f.ino(), err)
+		}
+	}
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
 		f.killSuid(&in.Caller)
 	}
 }

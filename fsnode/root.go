@@ -57,6 +57,11 @@ type Root struct {
 	events   *eventLog
 	notifier *notifier
 
+	// passthrough: opens of files on disk hand the kernel the backing
+	// file (set by Mount once the kernel is known to accept it).
+	passthrough     atomic.Bool
+	passthroughNote string // written by Mount before the daemon says it serves
+
 	dir *Dir // the root directory
 
 	// tree guards every Dir's entries, parent and name, every File's

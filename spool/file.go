@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +69,10 @@ type Stat struct {
 	Size      int64
 	Blocks    int64 // 512-byte units actually held, in RAM or on disk
 	Residency Residency
+
+	// The backing file's times, for a file on disk (zero in RAM). Reads
+	// and writes that bypass the caller (FUSE passthrough) move them.
+	Atime, Mtime, Ctime unix.Timespec
 }
 
 // Stat returns the file's size, the space it holds, and where it lives.
@@ -82,7 +87,8 @@ func (f *File) Stat() (Stat, error) {
 		if err := unix.Fstat(f.fd, &st); err != nil {
 			return Stat{}, fmt.Errorf("spool: stat backing file: %w", err)
 		}
-		return Stat{Size: st.Size, Blocks: st.Blocks, Residency: OnDisk}, nil
+		return Stat{Size: st.Size, Blocks: st.Blocks, Residency: OnDisk,
+			Atime: st.Atim, Mtime: st.Mtim, Ctime: st.Ctim}, nil
 	}
 	return Stat{Size: f.size, Blocks: f.pages.count * (PageSize / 512), Residency: InRAM}, nil
 }
@@ -352,6 +358,24 @@ func (f *File) Spill() error {
 		return nil
 	}
 	return f.spillLocked(&rolled)
+}
+
+// SetTimes sets the backing file's access and modification times, for a
+// file on disk (it does nothing in RAM), so that they can be compared with
+// what later reads and writes that bypass the caller make of them.
+func (f *File) SetTimes(atime, mtime unix.Timespec) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.fd < 0 || f.released {
+		return nil
+	}
+	ts := [2]unix.Timespec{atime, mtime}
+	// utimensat(fd, NULL, ...) is futimens(3), which x/sys/unix lacks.
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(f.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("spool: set times of backing file: %w", errno)
+	}
+	return nil
 }
 
 // BackingFd returns the backing file's descriptor once the file has rolled

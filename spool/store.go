@@ -163,6 +163,11 @@ func (s *Store) createNamed() (int, error) {
 	return -1, fmt.Errorf("spool: create backing file in %s: %w", s.dir, unix.EEXIST)
 }
 
+// ProbeFd returns a new, empty, nameless file in the spill directory, for
+// a caller to check what can be done with backing files (register them for
+// FUSE passthrough, say). The caller closes it.
+func (s *Store) ProbeFd() (int, error) { return s.createBacking() }
+
 // Dir is the private spill directory.
 func (s *Store) Dir() string { return s.dir }
 

@@ -116,13 +116,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			logger.Print(err)
 		}
 	}()
-	server, err := root.Mount(mountpoint, fsnode.MountConfig{AllowOther: o.allowOther, Debug: o.debug})
+	server, err := root.Mount(mountpoint, fsnode.MountConfig{AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough})
 	if err != nil {
 		logger.Printf("%v", err)
 		root.Shutdown()
 		return exitUsage
 	}
-	logger.Printf("serving %s (max-size %s, delete %s, spill dir %s)", mountpoint, describeMaxSize(o.maxSize.bytes), o.deleteDef.p, store.Dir())
+	logger.Printf("serving %s (max-size %s, delete %s, spill dir %s, passthrough %s)",
+		mountpoint, describeMaxSize(o.maxSize.bytes), o.deleteDef.p, store.Dir(), root.Passthrough())
 
 	go func() {
 		for sig := range signals {

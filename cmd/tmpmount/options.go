@@ -15,18 +15,19 @@ import (
 
 // options is everything the command line says.
 type options struct {
-	maxSize    sizeFlag
-	spillDir   string
-	deleteDef  policyFlag
-	rules      rulesFlag
-	keepDir    string
-	events     string
-	mode       uint32
-	uid, gid   uint32
-	allowOther bool
-	debug      bool
-	version    bool
-	mountpoint string
+	maxSize       sizeFlag
+	spillDir      string
+	deleteDef     policyFlag
+	rules         rulesFlag
+	keepDir       string
+	events        string
+	mode          uint32
+	uid, gid      uint32
+	allowOther    bool
+	noPassthrough bool
+	debug         bool
+	version       bool
+	mountpoint    string
 }
 
 const defaultMaxSize = 8 << 20
@@ -58,6 +59,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(idFlag{&o.uid, lookupUser}, "uid", "owner of the root directory: a user name or number (default: you)")
 	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a group name or number (default: yours)")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
+	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
