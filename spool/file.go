@@ -178,7 +178,13 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		pos := off + int64(done)
 		idx, in := pos/PageSize, int(pos%PageSize)
 		step := min(PageSize-in, len(p)-done)
-		copy(f.pageForWrite(idx)[in:], p[done:done+step])
+		pg, err := f.pageForWrite(idx)
+		if err != nil {
+			// What was written stays written: report it, as a short write.
+			f.size = max(f.size, pos)
+			return done, err
+		}
+		copy(pg[in:], p[done:done+step])
 		f.pages.markWritten(idx)
 		done += step
 	}
@@ -266,7 +272,9 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	}
 	for idx := off / PageSize; idx < ceilPages(end); idx++ {
 		if f.pages.get(idx) == nil {
-			f.allocPage(idx, true)
+			if _, err := f.allocPage(idx, true); err != nil {
+				return err
+			}
 		}
 	}
 	if mode&FallocKeepSize == 0 {
@@ -414,25 +422,29 @@ func (f *File) exceedsThreshold(end int64) bool {
 }
 
 // pageForWrite returns the page at idx, allocating a zeroed one if absent.
-func (f *File) pageForWrite(idx int64) *page {
+func (f *File) pageForWrite(idx int64) (*page, error) {
 	if pg := f.pages.get(idx); pg != nil {
-		return pg
+		return pg, nil
 	}
 	return f.allocPage(idx, false)
 }
 
 // allocPage puts a new zeroed page at idx, where there is none.
-func (f *File) allocPage(idx int64, unwritten bool) *page {
-	pg := new(page)
+func (f *File) allocPage(idx int64, unwritten bool) (*page, error) {
+	pg, err := f.store.pages.alloc()
+	if err != nil {
+		return nil, err
+	}
 	f.pages.set(idx, pg, unwritten)
 	f.store.ramBytes.Add(PageSize)
-	return pg
+	return pg, nil
 }
 
-// freePages drops the pages with index in [from, to).
+// freePages drops the pages with index in [from, to) and gives them back.
 func (f *File) freePages(from, to int64) {
-	if n := f.pages.removeRange(from, to); n > 0 {
-		f.store.ramBytes.Add(-n * PageSize)
+	if freed := f.pages.removeRange(from, to); len(freed) > 0 {
+		f.store.pages.free(freed)
+		f.store.ramBytes.Add(-int64(len(freed)) * PageSize)
 	}
 }
 

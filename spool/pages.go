@@ -102,18 +102,19 @@ func (t *pageTable) remove(idx int64) bool {
 	return true
 }
 
-// removeRange drops every page with index in [from, to) and returns how
-// many it dropped.
-func (t *pageTable) removeRange(from, to int64) int64 {
+// removeRange drops every page with index in [from, to) and returns them.
+func (t *pageTable) removeRange(from, to int64) []*page {
 	var doomed []int64
-	t.each(from, to, func(idx int64, _ *page, _ bool) bool {
+	var pages []*page
+	t.each(from, to, func(idx int64, p *page, _ bool) bool {
 		doomed = append(doomed, idx)
+		pages = append(pages, p)
 		return true
 	})
 	for _, idx := range doomed {
 		t.remove(idx)
 	}
-	return int64(len(doomed))
+	return pages
 }
 
 // each calls fn for every present page with index in [from, to), in order,

@@ -117,15 +117,17 @@ func TestPageTable(t *testing.T) {
 			from := index()
 			to := from + r.Int64N(2*chunkPages)
 			var n int64
-			for idx := range want {
+			var wantPages []*page
+			for _, idx := range slices.Sorted(maps.Keys(want)) {
 				if idx >= from && idx < to {
+					wantPages = append(wantPages, want[idx])
 					delete(want, idx)
 					delete(unwritten, idx)
 					n++
 				}
 			}
-			if got := pt.removeRange(from, to); got != n {
-				t.Fatalf("op %d: removeRange(%d, %d) = %d, want %d", i, from, to, got, n)
+			if got := pt.removeRange(from, to); int64(len(got)) != n || !slices.Equal(got, wantPages) {
+				t.Fatalf("op %d: removeRange(%d, %d) removed %d pages, want %d, in index order", i, from, to, len(got), n)
 			}
 		default:
 			from := index()

@@ -54,6 +54,8 @@ type Store struct {
 	// backing files are created under a random name and unlinked at once.
 	tmpfile bool
 
+	pages pageAllocator // where files' RAM pages come from
+
 	ramBytes  atomic.Int64 // bytes of pages held in RAM by all files
 	diskFiles atomic.Int64 // files currently rolled over
 	rollovers atomic.Int64 // rollovers since the Store was opened
@@ -194,8 +196,14 @@ func (s *Store) Statfs() (unix.Statfs_t, error) {
 
 // Close removes the private spill directory. Backing files still open stay
 // usable (they have no name), and the kernel frees them when they are closed.
+// The memory of RAM pages is unmapped once no file holds any.
 func (s *Store) Close() error {
 	var errs []error
+	if s.ramBytes.Load() == 0 {
+		if err := s.pages.release(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.dirFd >= 0 {
 		if err := unix.Close(s.dirFd); err != nil {
 			errs = append(errs, fmt.Errorf("spool: close spill dir: %w", err))
