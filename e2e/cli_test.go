@@ -308,7 +308,8 @@ func TestCLIVersion(t *testing.T) {
 // TestCLIHelp checks that -help, --help and -h print the usage with every
 // flag on stdout and exit 0.
 func TestCLIHelp(t *testing.T) {
-	flags := []string{"-max-size", "-spill-dir", "-mode", "-uid", "-gid", "-allow-other", "-debug", "-version"}
+	flags := []string{"--max-size", "--mem-limit", "--size", "--inodes", "--spill-dir", "--delete", "--rule", "--keep-dir",
+		"--events", "--mode", "--uid", "--gid", "--allow-other", "--no-passthrough", "--debug", "--version"}
 	for _, arg := range []string{"-help", "--help", "-h"} {
 		t.Run(arg, func(t *testing.T) {
 			res := runCLI(t, exec.Command(tmpmountBin, arg), "")

@@ -102,6 +102,10 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 		d.root.tree.Unlock()
 		return syscall.ENOENT // removed while we were here
 	}
+	if d.root.inodesFull() {
+		d.root.tree.Unlock()
+		return syscall.ENOSPC
+	}
 	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
 	f, isFile := child.(*File)
@@ -208,6 +212,11 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	f := d.root.newFile(ino)
 	initNode(&f.node, d.root, d, callerOf(ctx), syscall.S_IFREG|mode&07777)
 	d.root.tree.Lock()
+	if d.root.inodesFull() {
+		d.root.tree.Unlock()
+		f.data.Release()
+		return nil, nil, 0, syscall.ENOSPC
+	}
 	d.adopt(ctx, f, syscall.S_IFREG, ino)
 	f.startLife("", d.inheritedPolicyLocked())
 	d.root.tree.Unlock()
@@ -237,6 +246,11 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 	if child.base().links() >= maxLinks {
 		d.root.tree.Unlock()
 		return nil, syscall.EMLINK
+	}
+	if d.root.inodesFull() {
+		// tmpfs charges a link against nr_inodes too.
+		d.root.tree.Unlock()
+		return nil, syscall.ENOSPC
 	}
 	f, isFile := child.(*File)
 	if isFile && !f.linkable() {

@@ -77,8 +77,13 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		server.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	if mc.NoPassthrough {
+	if _, sizeLimit := r.store.Limits(); mc.NoPassthrough || sizeLimit > 0 {
 		r.passthroughNote = "off (--no-passthrough)"
+		if sizeLimit > 0 {
+			// Passthrough writes never reach the daemon, which could then
+			// not hold the mount to its capacity.
+			r.passthroughNote = "off (--size is kept by the daemon)"
+		}
 	} else if err := r.probePassthrough(server); err != nil {
 		r.passthroughNote = "off (" + err.Error() + ")"
 	} else {

@@ -241,22 +241,39 @@ func mayDelete(dir *Dir, victim inode, caller *fuse.Caller) bool {
 	return caller.Uid == v.uid
 }
 
-// Statfs reports the spill disk's space: it is where data lives once it
-// leaves RAM.
+// Statfs reports the mount's room, so that df is honest: with --size, that
+// capacity and what files use of it; without, what data can still go
+// somewhere: the spill disk's free space plus what the memory budget has
+// left. Inodes likewise: --inodes, or a number that will not run out.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	st, err := n.root.store.Statfs()
-	if err != nil {
-		return n.root.errno("statfs", err)
-	}
-	scale := func(v uint64) uint64 { return v * uint64(st.Bsize) / blockSize }
+	r := n.root
 	out.Bsize = blockSize
 	out.Frsize = blockSize
-	out.Blocks = scale(st.Blocks)
-	out.Bfree = scale(st.Bfree)
-	out.Bavail = scale(st.Bavail)
-	used := uint64(n.root.Inodes())
-	out.Files = max(used, 1<<32)
-	out.Ffree = out.Files - used
 	out.NameLen = maxNameLen
+	memLimit, sizeLimit := r.store.Limits()
+	stats := r.store.Stats()
+	if sizeLimit > 0 {
+		used := stats.RAMBytes + stats.DiskBytes
+		out.Blocks = uint64(sizeLimit) / blockSize
+		out.Bfree = uint64(max(sizeLimit-used, 0)) / blockSize
+		out.Bavail = out.Bfree
+	} else {
+		st, err := r.store.Statfs()
+		if err != nil {
+			return r.errno("statfs", err)
+		}
+		scale := func(v uint64) uint64 { return v * uint64(st.Bsize) / blockSize }
+		ramFree := uint64(max(memLimit-stats.RAMBytes, 0)) / blockSize
+		out.Blocks = scale(st.Blocks) + uint64(memLimit)/blockSize
+		out.Bfree = scale(st.Bfree) + ramFree
+		out.Bavail = scale(st.Bavail) + ramFree
+	}
+	used := uint64(r.Inodes())
+	if r.maxInodes > 0 {
+		out.Files = uint64(r.maxInodes)
+	} else {
+		out.Files = max(used, 1<<32)
+	}
+	out.Ffree = out.Files - min(used, out.Files)
 	return 0
 }

@@ -44,6 +44,10 @@ type Config struct {
 	// delete and keep.
 	Events io.Writer
 
+	// MaxInodes bounds the nodes (files, directories, links, ...) the
+	// mount holds, as tmpfs's nr_inodes= (0: no bound).
+	MaxInodes int64
+
 	// Logger gets operational messages (log.Default() if nil).
 	Logger *log.Logger
 }
@@ -68,8 +72,9 @@ type Root struct {
 	// names, and link counts.
 	tree sync.RWMutex
 
-	nextIno atomic.Uint64 // last inode number handed out
-	inodes  atomic.Int64  // nodes that still have a name or an open handle
+	nextIno   atomic.Uint64 // last inode number handed out
+	inodes    atomic.Int64  // nodes that still have a name or an open handle
+	maxInodes int64
 
 	// files maps inode numbers to the regular files whose data is not yet
 	// freed, so that raw requests (which carry only a node id) and the
@@ -85,10 +90,11 @@ const rootIno = 1
 // mount.
 func New(cfg Config) (*Root, error) {
 	r := &Root{
-		log:      cfg.Logger,
-		resolver: &cfg.Resolver,
-		keepDir:  cfg.KeepDir,
-		files:    make(map[uint64]*File),
+		log:       cfg.Logger,
+		resolver:  &cfg.Resolver,
+		keepDir:   cfg.KeepDir,
+		maxInodes: cfg.MaxInodes,
+		files:     make(map[uint64]*File),
 	}
 	if r.log == nil {
 		r.log = log.Default()
@@ -127,6 +133,11 @@ func (r *Root) rolledOver(ino uint64, size int64) {
 	path := f.pathLocked()
 	r.tree.RUnlock()
 	r.events.rolledOver(f, path, size)
+}
+
+// inodesFull reports whether --inodes leaves no room for another node.
+func (r *Root) inodesFull() bool {
+	return r.maxInodes > 0 && r.inodes.Load() >= r.maxInodes
 }
 
 // Store returns the spool store that holds file data.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -57,11 +58,19 @@ type File struct {
 	pages    pageTable // in RAM only
 	fd       int       // backing file once rolled over, else -1
 	released bool
+
+	// For the memory budget and the capacity (budget.go):
+	lastUse  atomic.Int64 // UnixNano of the last read or write
+	ramPages atomic.Int64 // pages held: pages.count, readable without mu
+	diskUse  atomic.Int64 // the backing file's disk use, as last charged
 }
 
 // NewFile returns an empty file held in RAM; id names it to OnRollover.
 func (s *Store) NewFile(id uint64) *File {
-	return &File{store: s, id: id, fd: -1}
+	f := &File{store: s, id: id, fd: -1}
+	f.touch()
+	s.addRAMFile(f)
+	return f
 }
 
 // Stat is a File's size and use.
@@ -109,6 +118,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, unix.EINVAL
 	}
+	f.touch()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.released {
@@ -137,8 +147,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes p at off, growing the file as needed. A write that takes
 // the file past the threshold rolls it over first, so the write lands on
-// disk and the RAM copy is never larger than the threshold. If the rollover
-// fails, nothing is written and the file stays as it was.
+// disk and the RAM copy is never larger than the threshold; so does one that
+// the memory budget has no room for (see budget.go). If the rollover fails,
+// nothing is written and the file stays as it was.
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, unix.EINVAL
@@ -150,47 +161,89 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, nil // as pwrite(2): no change, not even to the size
 	}
 	end := off + int64(len(p))
-
-	f.mu.RLock()
-	if f.fd >= 0 && !f.released {
-		n, err := pwriteFull(f.fd, p, off)
-		f.mu.RUnlock()
-		return n, err
+	f.touch()
+	for {
+		n, inRAM, err := f.writeOnDisk(p, off, end)
+		if !inRAM {
+			return n, err
+		}
+		res, toDisk, err := f.store.reserveRAM(f, spanPages(off, end)*PageSize)
+		if err != nil {
+			return 0, err
+		}
+		if toDisk {
+			if err := f.Spill(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		n, moved, err := f.writeInRAM(p, off, end, &res)
+		res.refund()
+		if !moved {
+			return n, err
+		}
 	}
-	f.mu.RUnlock()
+}
 
+// writeOnDisk writes to the backing file under the shared lock; inRAM
+// says the file is not on disk and nothing was done.
+func (f *File) writeOnDisk(p []byte, off, end int64) (n int, inRAM bool, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.released {
+		return 0, false, ErrReleased
+	}
+	if f.fd < 0 {
+		return 0, true, nil
+	}
+	grow := f.diskGrowth(off, end)
+	if !f.store.tryChargeDisk(grow) {
+		return 0, false, unix.ENOSPC
+	}
+	n, err = pwriteFull(f.fd, p, off)
+	f.syncDiskUse(grow)
+	return n, false, err
+}
+
+// writeInRAM writes into pages, taking new ones from res; moved says the
+// file is on disk now (it rolled over meanwhile, or for this write) and
+// the write has yet to be made there.
+func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, moved bool, err error) {
 	var rolled rollover
 	defer rolled.report(f) // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.released {
-		return 0, ErrReleased
-	}
-	if f.fd < 0 && f.exceedsThreshold(end) {
+	switch {
+	case f.released:
+		return 0, false, ErrReleased
+	case f.fd >= 0:
+		return 0, true, nil
+	case f.exceedsThreshold(end):
 		if err := f.spillLocked(&rolled); err != nil {
-			return 0, err
+			return 0, false, err
 		}
-	}
-	if f.fd >= 0 {
-		return pwriteFull(f.fd, p, off)
+		return 0, true, nil
 	}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		idx, in := pos/PageSize, int(pos%PageSize)
 		step := min(PageSize-in, len(p)-done)
-		pg, err := f.pageForWrite(idx)
+		pg, err := f.pageForWrite(idx, res)
 		if err != nil {
 			// What was written stays written: report it, as a short write.
 			f.size = max(f.size, pos)
-			return done, err
+			return done, false, err
 		}
 		copy(pg[in:], p[done:done+step])
 		f.pages.markWritten(idx)
 		done += step
 	}
 	f.size = max(f.size, end)
-	return len(p), nil
+	return len(p), false, nil
 }
+
+// spanPages is the number of pages [off, end) touches.
+func spanPages(off, end int64) int64 { return ceilPages(end) - off/PageSize }
 
 // Truncate sets the file's size. Bytes past a shrunk size are gone: growing
 // it again reads zeros there.
@@ -214,6 +267,7 @@ func (f *File) Truncate(size int64) error {
 		if err := unix.Ftruncate(f.fd, size); err != nil {
 			return fmt.Errorf("spool: truncate backing file: %w", err)
 		}
+		f.syncDiskUse(0)
 		return nil
 	}
 	if size <= f.size {
@@ -247,40 +301,91 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 		return unix.EFBIG
 	}
 	end := off + length
+	f.touch()
+	for {
+		done, err := f.allocateOnDisk(off, length, mode)
+		if done {
+			return err
+		}
+		var res reservation
+		if mode&FallocPunchHole == 0 {
+			var toDisk bool
+			if res, toDisk, err = f.store.reserveRAM(f, spanPages(off, end)*PageSize); err != nil {
+				return err
+			}
+			if toDisk {
+				if err := f.Spill(); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		moved, err := f.allocateInRAM(off, end, mode, &res)
+		res.refund()
+		if !moved {
+			return err
+		}
+	}
+}
 
+// allocateOnDisk does Allocate on the backing file; done is false if the
+// file is in RAM and nothing was done.
+func (f *File) allocateOnDisk(off, length int64, mode uint32) (done bool, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.released {
+		return true, ErrReleased
+	}
+	if f.fd < 0 {
+		return false, nil
+	}
+	grow := int64(0)
+	if mode&FallocPunchHole == 0 && f.store.sizeLimit > 0 {
+		grow = ceilPages(length) * PageSize
+	}
+	if !f.store.tryChargeDisk(grow) {
+		return true, unix.ENOSPC
+	}
+	err = unix.Fallocate(f.fd, mode, off, length)
+	f.syncDiskUse(grow)
+	if err != nil {
+		return true, fmt.Errorf("spool: fallocate backing file: %w", err)
+	}
+	return true, nil
+}
+
+// allocateInRAM does Allocate in pages, taking new ones from res; moved
+// says the file is on disk now and it has yet to be done there.
+func (f *File) allocateInRAM(off, end int64, mode uint32, res *reservation) (moved bool, err error) {
 	var rolled rollover
 	defer rolled.report(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.released {
-		return ErrReleased
-	}
-	if f.fd < 0 && mode&FallocPunchHole == 0 && f.exceedsThreshold(end) {
-		if err := f.spillLocked(&rolled); err != nil {
-			return err
-		}
-	}
-	if f.fd >= 0 {
-		if err := unix.Fallocate(f.fd, mode, off, length); err != nil {
-			return fmt.Errorf("spool: fallocate backing file: %w", err)
-		}
-		return nil
-	}
-	if mode&FallocPunchHole != 0 {
+	switch {
+	case f.released:
+		return false, ErrReleased
+	case f.fd >= 0:
+		return true, nil
+	case mode&FallocPunchHole != 0:
 		f.punchLocked(off, end)
-		return nil
+		return false, nil
+	case f.exceedsThreshold(end):
+		if err := f.spillLocked(&rolled); err != nil {
+			return false, err
+		}
+		return true, nil
 	}
 	for idx := off / PageSize; idx < ceilPages(end); idx++ {
 		if f.pages.get(idx) == nil {
-			if _, err := f.allocPage(idx, true); err != nil {
-				return err
+			if _, err := f.allocPage(idx, true, res); err != nil {
+				return false, err
 			}
 		}
 	}
 	if mode&FallocKeepSize == 0 {
 		f.size = max(f.size, end)
 	}
-	return nil
+	return false, nil
 }
 
 // punchLocked frees the pages wholly inside [off, end) and zeros the parts
@@ -405,6 +510,8 @@ func (f *File) Release() error {
 	f.released = true
 	f.freePages(0, maxPageIndex)
 	f.size = 0
+	f.store.removeRAMFile(f)
+	f.store.diskBytes.Add(-f.diskUse.Swap(0))
 	if f.fd >= 0 {
 		fd := f.fd
 		f.fd = -1
@@ -421,22 +528,29 @@ func (f *File) exceedsThreshold(end int64) bool {
 	return f.store.maxSize > 0 && end > f.store.maxSize
 }
 
-// pageForWrite returns the page at idx, allocating a zeroed one if absent.
-func (f *File) pageForWrite(idx int64) (*page, error) {
+// pageForWrite returns the page at idx, allocating a zeroed one from res
+// if absent.
+func (f *File) pageForWrite(idx int64, res *reservation) (*page, error) {
 	if pg := f.pages.get(idx); pg != nil {
 		return pg, nil
 	}
-	return f.allocPage(idx, false)
+	return f.allocPage(idx, false, res)
 }
 
-// allocPage puts a new zeroed page at idx, where there is none.
-func (f *File) allocPage(idx int64, unwritten bool) (*page, error) {
+// allocPage puts a new zeroed page at idx, where there is none, taking its
+// RAM from res.
+func (f *File) allocPage(idx int64, unwritten bool, res *reservation) (*page, error) {
 	pg, err := f.store.pages.alloc()
 	if err != nil {
 		return nil, err
 	}
+	if !res.take() {
+		// A reservation covers every page an operation can add; this is
+		// a bug, so count the page rather than lose track of it.
+		f.store.ramBytes.Add(PageSize)
+	}
 	f.pages.set(idx, pg, unwritten)
-	f.store.ramBytes.Add(PageSize)
+	f.ramPages.Add(1)
 	return pg, nil
 }
 
@@ -445,6 +559,7 @@ func (f *File) freePages(from, to int64) {
 	if freed := f.pages.removeRange(from, to); len(freed) > 0 {
 		f.store.pages.free(freed)
 		f.store.ramBytes.Add(-int64(len(freed)) * PageSize)
+		f.ramPages.Add(-int64(len(freed)))
 	}
 }
 
@@ -479,6 +594,8 @@ func (f *File) spillLocked(rolled *rollover) error {
 	f.pages = pageTable{}
 	f.size = 0
 	f.fd = fd
+	f.store.removeRAMFile(f)
+	f.syncDiskUse(0)
 	f.store.diskFiles.Add(1)
 	f.store.rollovers.Add(1)
 	return nil

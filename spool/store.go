@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +32,14 @@ type Config struct {
 	// by size.
 	MaxSize int64
 
+	// MemLimit bounds the RAM pages of all files together (0: no bound).
+	// Past it, files roll over to disk to make room (see budget.go).
+	MemLimit int64
+
+	// SizeLimit bounds RAM pages plus backing files' disk use (0: no
+	// bound), as tmpfs's size=; past it writes fail with ENOSPC.
+	SizeLimit int64
+
 	// OnRollover, if set, is called after a file has rolled over, with the
 	// id it was made with and the size it had when it moved (before the
 	// write or truncate that made it move). It runs with no lock of the
@@ -42,6 +51,8 @@ type Config struct {
 // File it hands out. It is safe for concurrent use.
 type Store struct {
 	maxSize    int64
+	memLimit   int64
+	sizeLimit  int64
 	onRollover func(id uint64, size int64)
 
 	// dir is the private spill directory; dirFd is held open so that
@@ -56,14 +67,21 @@ type Store struct {
 
 	pages pageAllocator // where files' RAM pages come from
 
-	ramBytes  atomic.Int64 // bytes of pages held in RAM by all files
+	chargeMu sync.Mutex // makes a limit check and its charge one step
+	evictMu  sync.Mutex // one rollover to make room at a time
+	filesMu  sync.Mutex // guards ramFiles
+	ramFiles map[*File]struct{}
+
+	ramBytes  atomic.Int64 // bytes of pages held in RAM by all files, and reserved for writes
+	diskBytes atomic.Int64 // backing files' disk use, tracked only with a SizeLimit
 	diskFiles atomic.Int64 // files currently rolled over
 	rollovers atomic.Int64 // rollovers since the Store was opened
 }
 
 // Stats is a snapshot of a Store's counters.
 type Stats struct {
-	RAMBytes  int64 // bytes of pages held in RAM
+	RAMBytes  int64 // bytes of pages held in RAM (and set aside for writes in progress)
+	DiskBytes int64 // disk use of the backing files, counted only with a SizeLimit
 	DiskFiles int64 // files currently backed by disk
 	Rollovers int64 // rollovers so far
 }
@@ -102,7 +120,11 @@ func Open(cfg Config) (*Store, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("spill dir %s: open %s: %w", parent, dir, err)
 	}
-	s := &Store{maxSize: cfg.MaxSize, onRollover: cfg.OnRollover, dir: dir, dirFd: fd}
+	s := &Store{
+		maxSize: cfg.MaxSize, memLimit: cfg.MemLimit, sizeLimit: cfg.SizeLimit,
+		onRollover: cfg.OnRollover, dir: dir, dirFd: fd,
+		ramFiles: make(map[*File]struct{}),
+	}
 	if err := s.probe(); err != nil {
 		s.Close()
 		return nil, err
@@ -176,10 +198,14 @@ func (s *Store) Dir() string { return s.dir }
 // MaxSize is the per-file RAM threshold (0: never by size).
 func (s *Store) MaxSize() int64 { return s.maxSize }
 
+// Limits returns the memory budget and the capacity (0: none).
+func (s *Store) Limits() (memLimit, sizeLimit int64) { return s.memLimit, s.sizeLimit }
+
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
 		RAMBytes:  s.ramBytes.Load(),
+		DiskBytes: s.diskBytes.Load(),
 		DiskFiles: s.diskFiles.Load(),
 		Rollovers: s.rollovers.Load(),
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,13 +14,21 @@ import (
 )
 
 // checkMountpoint returns the absolute mount point, or says in one line
-// what is wrong with it and what to do.
-func checkMountpoint(path string) (string, error) {
+// what is wrong with it and what to do. A tmpmount mount left dead by a
+// daemon that was killed is unmounted, and said so.
+func checkMountpoint(path string, logger *log.Logger) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("mount point %s: %v", path, err)
 	}
 	st, err := os.Stat(abs)
+	if errors.Is(err, unix.ENOTCONN) {
+		if err := recoverDeadMount(abs); err != nil {
+			return "", err
+		}
+		logger.Printf("%s was a dead tmpmount mount (its daemon had died); unmounted it", abs)
+		st, err = os.Stat(abs)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "", fmt.Errorf("mount point %s does not exist: create it first (mkdir -p %s)", abs, abs)
@@ -41,6 +50,32 @@ func checkMountpoint(path string) (string, error) {
 		return "", fmt.Errorf("mount point %s is already mounted (%s): unmount it first or choose another directory", abs, fstype)
 	}
 	return abs, nil
+}
+
+// recoverDeadMount unmounts the dead FUSE mount at path if it is a
+// tmpmount one: its daemon is gone (SIGKILL, a crash), so nothing can be
+// lost, and the kernel freed its nameless backing files. Another kind of
+// dead mount is not ours to remove: the error says how.
+func recoverDeadMount(path string) error {
+	fstype, mounted, err := mountedAt(path)
+	if err != nil {
+		return err
+	}
+	howTo := fmt.Sprintf("unmount it first (umount %s, or fusermount3 -u %s)", path, path)
+	if !mounted || fstype != "fuse.tmpmount" {
+		return fmt.Errorf("mount point %s is a dead FUSE mount (%s) whose daemon is gone: %s", path, fstype, howTo)
+	}
+	if os.Geteuid() == 0 {
+		err = unix.Unmount(path, 0)
+	} else if bin, lookErr := fusermountPath(); lookErr != nil {
+		err = lookErr
+	} else if out, runErr := exec.Command(bin, "-u", path).CombinedOutput(); runErr != nil {
+		err = fmt.Errorf("%v: %s", runErr, strings.TrimSpace(string(out)))
+	}
+	if err != nil {
+		return fmt.Errorf("mount point %s is a dead tmpmount mount and unmounting it failed (%v): %s", path, err, howTo)
+	}
+	return nil
 }
 
 // mountedAt reports whether something is mounted at path, per

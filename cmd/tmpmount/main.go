@@ -50,8 +50,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
+	if o.inodes < 0 {
+		logger.Printf("invalid --inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
+		return exitUsage
+	}
 
-	mountpoint, err := checkMountpoint(o.mountpoint)
+	mountpoint, err := checkMountpoint(o.mountpoint, logger)
 	if err != nil {
 		logger.Print(err)
 		return exitUsage
@@ -94,13 +98,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(signals)
 
 	cfg := fsnode.Config{
-		Spool:    spool.Config{SpillParent: parent, MaxSize: o.maxSize.bytes},
-		Mode:     o.mode,
-		UID:      o.uid,
-		GID:      o.gid,
-		Resolver: resolver,
-		KeepDir:  keepDir,
-		Logger:   logger,
+		Spool: spool.Config{
+			SpillParent: parent,
+			MaxSize:     o.maxSize.bytes,
+			MemLimit:    o.memLimit.bytes,
+			SizeLimit:   o.size.bytes,
+		},
+		MaxInodes: o.inodes,
+		Mode:      o.mode,
+		UID:       o.uid,
+		GID:       o.gid,
+		Resolver:  resolver,
+		KeepDir:   keepDir,
+		Logger:    logger,
 	}
 	if events != nil {
 		cfg.Events = events
@@ -122,8 +132,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		root.Shutdown()
 		return exitUsage
 	}
-	logger.Printf("serving %s (max-size %s, delete %s, spill dir %s, passthrough %s)",
-		mountpoint, describeMaxSize(o.maxSize.bytes), o.deleteDef.p, store.Dir(), root.Passthrough())
+	logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
+		mountpoint, describeMaxSize(o.maxSize.bytes), formatSize(o.memLimit.bytes), describeLimit(o.size.bytes),
+		o.deleteDef.p, store.Dir(), root.Passthrough())
 
 	go func() {
 		for sig := range signals {
@@ -163,6 +174,13 @@ func unmount(server *fuse.Server, mountpoint string, logger *log.Logger) {
 	if err != nil {
 		logger.Printf("lazy unmount of %s failed: %v", mountpoint, err)
 	}
+}
+
+func describeLimit(n int64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return formatSize(n)
 }
 
 func describeMaxSize(n int64) string {

@@ -10,12 +10,17 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tmpmount/tmpmount/policy"
 )
 
 // options is everything the command line says.
 type options struct {
 	maxSize       sizeFlag
+	memLimit      sizeFlag
+	size          sizeFlag
+	inodes        int64
 	spillDir      string
 	deleteDef     policyFlag
 	rules         rulesFlag
@@ -48,16 +53,20 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.maxSize.bytes = defaultMaxSize
 	o.mode = 0o1777
 	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
-	fs.Var(&o.maxSize, "max-size", "per-file RAM threshold: a file larger than this rolls over to disk; 0 = never by size.\nSIZE is "+sizeHelp)
+	fs.Var(&o.maxSize, "max-size", "per-file RAM threshold: a file larger than `SIZE` rolls over to disk; 0 = never by size (default 8M).\nSIZE is "+sizeHelp)
+	o.memLimit.bytes = defaultMemLimit()
+	fs.Var(&o.memLimit, "mem-limit", "RAM for the data of all files together (`SIZE`); past it, files roll over to disk to make room (default: a quarter of physical RAM, here "+formatSize(o.memLimit.bytes)+")")
+	fs.Var(&o.size, "size", "capacity, RAM plus disk (`SIZE`), as tmpfs's size=; past it writes fail with ENOSPC (default: none, bounded by the spill disk)")
+	fs.Int64Var(&o.inodes, "inodes", 0, "at most `N` files, directories, links and other nodes, as tmpfs's nr_inodes= (default 0: no limit)")
 	fs.StringVar(&o.spillDir, "spill-dir", "", "`DIR` in which to make the private spill directory (default $TMPDIR, else /var/tmp; never inside the mount)")
 	o.deleteDef.p = policy.Unmount
-	fs.Var(&o.deleteDef, "delete", "default delete `POLICY`: close (when the last handle is released), unmount (when the mount ends) or keep (saved to --keep-dir at unmount)")
+	fs.Var(&o.deleteDef, "delete", "default delete `POLICY`: close (when the last handle is released), unmount (when the mount ends; the default) or keep (saved to --keep-dir at unmount)")
 	fs.Var(&o.rules, "rule", "`GLOB=POLICY` for files whose path (relative to the mount root) matches GLOB; * stays within a name, ** spans directories; repeatable, first match wins")
 	fs.StringVar(&o.keepDir, "keep-dir", "", "`DIR` where keep files are saved at a clean unmount; required when a keep policy is in force")
 	fs.StringVar(&o.events, "events", "", "append one JSON line per create, rollover, delete and keep to `FILE`")
-	fs.Var(octalFlag{&o.mode}, "mode", "permission bits of the root directory, in octal, as tmpfs's mode=")
-	fs.Var(idFlag{&o.uid, lookupUser}, "uid", "owner of the root directory: a user name or number (default: you)")
-	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a group name or number (default: yours)")
+	fs.Var(octalFlag{&o.mode}, "mode", "permission bits of the root directory, in octal (`MODE`), as tmpfs's mode= (default 1777)")
+	fs.Var(idFlag{&o.uid, lookupUser}, "uid", "owner of the root directory: a `USER` name or number (default: you)")
+	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a `GROUP` name or number (default: yours)")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
 	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
@@ -65,9 +74,21 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Usage = func() {
 		w := fs.Output()
 		io.WriteString(w, usageHead)
-		fs.PrintDefaults()
+		printFlags(w, fs)
 	}
 	return fs
+}
+
+// printFlags lists the flags as the README writes them (--name VALUE),
+// each usage line saying its own default.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		if name != "" {
+			name = " " + name
+		}
+		fmt.Fprintf(w, "  --%s%s\n    \t%s\n", f.Name, name, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
 }
 
 // errUsage marks command-line errors: they exit with status 2.
@@ -108,6 +129,16 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: one MOUNTPOINT expected, got %q (see tmpmount -help)", errUsage, positional)
 	}
 	return o, nil
+}
+
+// defaultMemLimit is a quarter of physical RAM, as tmpfs's default size is
+// half of it: the daemon should not be what makes a machine swap.
+func defaultMemLimit() int64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 1 << 30
+	}
+	return int64(si.Totalram) * int64(si.Unit) / 4
 }
 
 // policyFlag is a delete policy.
