@@ -31,6 +31,12 @@ func (f *File) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		p := f.life.Policy()
 		f.mu.Unlock()
 		return copyXattr(dest, []byte(p.String()))
+	case xattrStats:
+		st, err := f.stats()
+		if err != nil {
+			return 0, f.root.errno("stats", err)
+		}
+		return statsXattr(dest, st)
 	}
 	return f.node.Getxattr(ctx, attr, dest)
 }

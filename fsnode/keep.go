@@ -60,7 +60,7 @@ func (r *Root) Shutdown() (saved, failed int) {
 		} else {
 			for _, n := range keep {
 				if err := k.save(n.f, n.paths); err != nil {
-					r.log.Printf("keep %s: %v", n.paths[0], err)
+					r.log.Printf("keep %q: %v", n.paths[0], err)
 					failed++
 					continue
 				}
@@ -79,6 +79,7 @@ func (r *Root) Shutdown() (saved, failed int) {
 			path := f.pathLocked()
 			r.tree.RUnlock()
 			r.events.deleted(f, path, policy.ByUnmount)
+			r.deletes[policy.ByUnmount].Add(1)
 		}
 		f.data.Release()
 	}
@@ -155,13 +156,13 @@ func (k *keeper) saveOne(f *File, rel string) (string, error) {
 	switch err := unix.Fstatat(parent, base, &old, unix.AT_SYMLINK_NOFOLLOW); {
 	case errors.Is(err, unix.ENOENT):
 	case err != nil:
-		return "", fmt.Errorf("stat %s in keep dir: %w", rel, err)
+		return "", fmt.Errorf("stat %q in keep dir: %w", rel, err)
 	case old.Mode&unix.S_IFMT == unix.S_IFDIR:
-		return "", fmt.Errorf("keep dir has a directory at %s", rel)
+		return "", fmt.Errorf("keep dir has a directory at %q", rel)
 	case timespecAfter(old.Mtim, st.mtime):
 		// Something newer is there: keep it, and save ours beside it.
 		dest = base + ".tmpmount-kept"
-		k.root.log.Printf("keep %s: %s in the keep dir is newer; saving as %s instead", rel, rel, path.Join(dirRel, dest))
+		k.root.log.Printf("keep %q: the keep dir has a newer file there; saving as %q instead", rel, path.Join(dirRel, dest))
 	}
 
 	if first, ok := k.first[f]; ok {
@@ -172,7 +173,7 @@ func (k *keeper) saveOne(f *File, rel string) (string, error) {
 		// then this name gets a copy of its own.
 	}
 	if err := k.writeFile(f, st, parent, dest); err != nil {
-		return "", fmt.Errorf("write %s: %w", rel, err)
+		return "", fmt.Errorf("write %q: %w", rel, err)
 	}
 	k.first[f] = path.Join(dirRel, dest)
 	return path.Join(dirRel, dest), nil
@@ -197,16 +198,16 @@ func (k *keeper) openParent(dir string) (int, error) {
 			mode := k.root.dirModeForKeep(walked)
 			if err := unix.Mkdirat(fd, name, mode); err != nil && !errors.Is(err, unix.EEXIST) {
 				unix.Close(fd)
-				return -1, fmt.Errorf("make %s in keep dir: %w", walked, err)
+				return -1, fmt.Errorf("make %q in keep dir: %w", walked, err)
 			}
 			next, err = unix.Openat2(fd, name, &resolveBeneath)
 		}
 		unix.Close(fd)
 		if err != nil {
 			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
-				return -1, fmt.Errorf("%s in keep dir is a symlink: refusing to follow it", walked)
+				return -1, fmt.Errorf("%q in keep dir is a symlink: refusing to follow it", walked)
 			}
-			return -1, fmt.Errorf("open %s in keep dir: %w", walked, err)
+			return -1, fmt.Errorf("open %q in keep dir: %w", walked, err)
 		}
 		fd = next
 	}
@@ -302,7 +303,7 @@ func (k *keeper) writeFile(f *File, st keepStat, parent int, dest string) (err e
 		if err := unix.Fsetxattr(fd, name, value, 0); err != nil {
 			// trusted.* needs privileges the daemon may lack, and some
 			// filesystems store no xattrs: say so, and keep the data.
-			k.root.log.Printf("keep: xattr %s not saved: %v", name, err)
+			k.root.log.Printf("keep: xattr %q not saved: %v", name, err)
 		}
 	}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(fd), []unix.Timespec{st.atime, st.mtime}, 0); err != nil {

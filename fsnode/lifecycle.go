@@ -170,6 +170,7 @@ func (f *File) free(reason policy.Reason, path string) {
 	f.root.unregisterFile(f)
 	f.root.inodes.Add(-1)
 	f.root.events.deleted(f, path, reason)
+	f.root.deletes[reason].Add(1)
 	if err := f.data.Release(); err != nil {
 		f.root.log.Printf("free file %d: %v", f.ino(), err)
 	}

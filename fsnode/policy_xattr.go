@@ -83,6 +83,11 @@ func (f *File) changeOwnPolicy(p policy.Policy, flags uint32) syscall.Errno {
 }
 
 func (d *Dir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr == xattrStats {
+		if n, errno, ok := d.getStatsXattr(ctx, dest); ok {
+			return n, errno
+		}
+	}
 	if attr == xattrDelete {
 		d.mu.Lock()
 		own := d.own

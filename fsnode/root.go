@@ -18,6 +18,7 @@ import (
 	"log"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
@@ -72,6 +73,9 @@ type Root struct {
 	// names, and link counts.
 	tree sync.RWMutex
 
+	started time.Time
+	deletes [3]atomic.Int64 // files deleted, by policy.Reason
+
 	nextIno   atomic.Uint64 // last inode number handed out
 	inodes    atomic.Int64  // nodes that still have a name or an open handle
 	maxInodes int64
@@ -95,6 +99,7 @@ func New(cfg Config) (*Root, error) {
 		keepDir:   cfg.KeepDir,
 		maxInodes: cfg.MaxInodes,
 		files:     make(map[uint64]*File),
+		started:   time.Now(),
 	}
 	if r.log == nil {
 		r.log = log.Default()

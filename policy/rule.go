@@ -59,26 +59,30 @@ func (r Rule) Match(p string) bool {
 	return matchParts(r.parts, strings.Split(strings.Trim(p, "/"), "/"))
 }
 
-// matchParts matches glob names against path names. A ** name tries every
-// split; memo-free recursion is fine for the few ** a rule has.
+// matchParts matches glob names against path names. Dynamic programming
+// over (glob position, path position), one row at a time, keeps it linear
+// in each: trying every split for each ** would take exponential time on a
+// deep path, and paths here have no length limit.
 func matchParts(glob, names []string) bool {
-	for len(glob) > 0 {
-		if glob[0] == "**" {
-			rest := glob[1:]
-			for skip := 0; skip <= len(names); skip++ {
-				if matchParts(rest, names[skip:]) {
-					return true
-				}
+	m := len(names)
+	// next[j]: glob[i+1:] matches names[j:]; for i = len(glob)-1 that is
+	// the empty glob, which matches only the empty rest.
+	next := make([]bool, m+1)
+	next[m] = true
+	cur := make([]bool, m+1)
+	for i := len(glob) - 1; i >= 0; i-- {
+		for j := m; j >= 0; j-- {
+			if glob[i] == "**" {
+				cur[j] = next[j] || (j < m && cur[j+1])
+				continue
 			}
-			return false
+			ok := false
+			if j < m && next[j+1] {
+				ok, _ = path.Match(glob[i], names[j])
+			}
+			cur[j] = ok
 		}
-		if len(names) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(glob[0], names[0]); !ok {
-			return false
-		}
-		glob, names = glob[1:], names[1:]
+		next, cur = cur, next
 	}
-	return len(names) == 0
+	return next[0]
 }
