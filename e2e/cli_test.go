@@ -319,7 +319,7 @@ func TestCLIHelp(t *testing.T) {
 			if res.stderr != "" {
 				t.Errorf("stderr %q, want nothing", res.stderr)
 			}
-			if !strings.HasPrefix(res.stdout, "Usage: tmpmount") {
+			if !strings.HasPrefix(res.stdout, "Usage:\n  tmpmount [flags] MOUNTPOINT") {
 				t.Errorf("stdout does not start with \"Usage: tmpmount\": %q", res.stdout)
 			}
 			for _, f := range flags {

@@ -31,6 +31,9 @@ type File struct {
 	// passthroughSeen: the file has had passthrough handles, so reads and
 	// writes may have reached its backing file without the daemon.
 	passthroughSeen bool
+	// ownCtime is the backing file's ctime after the daemon last set its
+	// times: a later one means a write the daemon did not see.
+	ownCtime unix.Timespec
 
 	// Guarded by root.tree:
 	names    []link // every (directory, name) the file has
@@ -63,7 +66,9 @@ func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 		// times are copied to it.)
 		laterTime(&out.Atime, &out.Atimensec, st.Atime)
 		laterTime(&out.Mtime, &out.Mtimensec, st.Mtime)
-		laterTime(&out.Ctime, &out.Ctimensec, st.Ctime)
+		if st.Ctime != f.ownCtime {
+			laterTime(&out.Ctime, &out.Ctimensec, st.Ctime)
+		}
 	}
 	f.mu.Unlock()
 	out.Size = uint64(st.Size)
@@ -122,9 +127,11 @@ func (f *File) copyTimesToBacking() {
 func (f *File) copyTimesToBackingLocked() {
 	at := unix.Timespec{Sec: f.atime.sec, Nsec: int64(f.atime.nsec)}
 	mt := unix.Timespec{Sec: f.mtime.sec, Nsec: int64(f.mtime.nsec)}
-	if err := f.data.SetTimes(at, mt); err != nil {
+	ctime, err := f.data.SetTimes(at, mt)
+	if err != nil {
 		f.root.log.Printf("file %d: %v", f.ino(), err)
 	}
+	f.ownCtime = ctime
 }
 
 func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {

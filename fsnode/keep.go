@@ -17,9 +17,10 @@ import (
 
 // Shutdown ends the mount's files once the kernel has let go of the mount:
 // keep-policy files are saved into the keep directory, every other file is
-// deleted (reason unmount), and all file data is freed. It returns how
-// many files were saved and how many could not be.
-func (r *Root) Shutdown() (saved, failed int) {
+// deleted (reason unmount), and all file data is freed. progress, if not
+// nil, hears how many bytes of the keep files are saved of how many, as it
+// goes. It returns how many files were saved and how many could not be.
+func (r *Root) Shutdown(progress func(done, total int64)) (saved, failed int) {
 	r.notifier.stop()
 	r.filesMu.Lock()
 	files := make([]*File, 0, len(r.files))
@@ -58,6 +59,12 @@ func (r *Root) Shutdown() (saved, failed int) {
 			r.log.Printf("cannot save %d keep files: %v", len(keep), err)
 			failed = len(keep)
 		} else {
+			for _, n := range keep {
+				if st, err := n.f.data.Stat(); err == nil {
+					k.total += st.Size
+				}
+			}
+			k.progress = progress
 			for _, n := range keep {
 				if err := k.save(n.f, n.paths); err != nil {
 					r.log.Printf("keep %q: %v", n.paths[0], err)
@@ -98,6 +105,17 @@ type keeper struct {
 	// first records where each hard-linked file was saved first, so its
 	// other names become links to it.
 	first map[*File]string
+
+	done, total int64 // bytes of data saved, of all to save
+	progress    func(done, total int64)
+}
+
+// copied counts n bytes saved and tells progress.
+func (k *keeper) copied(n int64) {
+	k.done += n
+	if k.progress != nil {
+		k.progress(k.done, k.total)
+	}
 }
 
 func (r *Root) openKeeper() (*keeper, error) {
@@ -288,7 +306,7 @@ func (k *keeper) writeFile(f *File, st keepStat, parent int, dest string) (err e
 			unix.Unlinkat(parent, tmp, 0)
 		}
 	}()
-	if err := copyData(fd, f.data); err != nil {
+	if err := copyData(fd, f.data, k.copied); err != nil {
 		return err
 	}
 	if unix.Geteuid() == 0 {
@@ -345,8 +363,8 @@ func tempName() string { return fmt.Sprintf(".tmpmount-%016x", rand.Uint64()) }
 func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
 
 // copyData copies a file's data, skipping its holes so that a sparse file
-// stays sparse, and sets the size.
-func copyData(fd int, data *spool.File) error {
+// stays sparse, and sets the size. copied hears of each chunk.
+func copyData(fd int, data *spool.File, copied func(int64)) error {
 	st, err := data.Stat()
 	if err != nil {
 		return err
@@ -376,6 +394,7 @@ func copyData(fd int, data *spool.File) error {
 				return err
 			}
 			pos += int64(n)
+			copied(int64(n))
 		}
 		off = end
 	}

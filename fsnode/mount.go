@@ -19,6 +19,8 @@ type MountConfig struct {
 	AllowOther    bool // let other users in
 	Debug         bool // log every request
 	NoPassthrough bool // serve rolled-over files through the daemon even where passthrough works
+	ReadOnly      bool // mount read-only
+	NoExec        bool // mount noexec
 }
 
 // cacheTimeout is how long the kernel may trust entries, negative entries
@@ -66,6 +68,16 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
 		NullPermissions: true, // a mode of 0000 is a mode, not a default
 		Logger:          r.log,
+	}
+	if mc.NoExec {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "noexec")
+	}
+	if mc.ReadOnly {
+		// A direct mount takes ro as a flag; fusermount3, as an option.
+		opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+		if os.Geteuid() != 0 {
+			opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
+		}
 	}
 	raw := fs.NewNodeFS(r.dir, opts)
 	server, err := fuse.NewServer(&rawFS{RawFileSystem: raw, root: r}, mountpoint, &opts.MountOptions)

@@ -475,20 +475,26 @@ func (f *File) Spill() error {
 
 // SetTimes sets the backing file's access and modification times, for a
 // file on disk (it does nothing in RAM), so that they can be compared with
-// what later reads and writes that bypass the caller make of them.
-func (f *File) SetTimes(atime, mtime unix.Timespec) error {
+// what later reads and writes that bypass the caller make of them. It
+// returns the backing file's change time after that (setting times changes
+// it), so that the caller can tell a later change from its own.
+func (f *File) SetTimes(atime, mtime unix.Timespec) (ctime unix.Timespec, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.fd < 0 || f.released {
-		return nil
+		return ctime, nil
 	}
 	ts := [2]unix.Timespec{atime, mtime}
 	// utimensat(fd, NULL, ...) is futimens(3), which x/sys/unix lacks.
 	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(f.fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
 	if errno != 0 {
-		return fmt.Errorf("spool: set times of backing file: %w", errno)
+		return ctime, fmt.Errorf("spool: set times of backing file: %w", errno)
 	}
-	return nil
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return ctime, fmt.Errorf("spool: stat backing file: %w", err)
+	}
+	return st.Ctim, nil
 }
 
 // BackingFd returns the backing file's descriptor once the file has rolled

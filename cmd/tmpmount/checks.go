@@ -78,30 +78,77 @@ func recoverDeadMount(path string) error {
 	return nil
 }
 
-// mountedAt reports whether something is mounted at path, per
-// /proc/self/mountinfo, and its filesystem type.
-func mountedAt(path string) (fstype string, mounted bool, err error) {
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	point  string
+	fstype string
+}
+
+// mountTable reads /proc/self/mountinfo.
+func mountTable() ([]mountEntry, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", false, fmt.Errorf("read mount table: %v", err)
+		return nil, fmt.Errorf("read mount table: %v", err)
 	}
 	defer f.Close()
+	var table []mountEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != path {
+		if len(fields) < 5 {
 			continue
 		}
+		e := mountEntry{point: unescapeMountinfo(fields[4])}
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) {
-				fstype = fields[i+1]
+				e.fstype = fields[i+1]
 			}
 		}
-		mounted = true
+		table = append(table, e)
 	}
-	return fstype, mounted, sc.Err()
+	return table, sc.Err()
+}
+
+// mountedAt reports whether something is mounted at path, and the type of
+// what is on top.
+func mountedAt(path string) (fstype string, mounted bool, err error) {
+	table, err := mountTable()
+	for _, e := range table {
+		if e.point == path {
+			fstype, mounted = e.fstype, true
+		}
+	}
+	return fstype, mounted, err
+}
+
+// mountsOfType lists the mount points with filesystem type fstype.
+func mountsOfType(fstype string) ([]string, error) {
+	table, err := mountTable()
+	var points []string
+	for _, e := range table {
+		if e.fstype == fstype {
+			points = append(points, e.point)
+		}
+	}
+	return points, err
+}
+
+// explainMountError turns what fusermount3 says into what to do about it.
+func explainMountError(err error, o *options, mountpoint string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "user_allow_other"):
+		return fmt.Errorf("--allow-other needs 'user_allow_other' in /etc/fuse.conf: as root, add that line, or mount without --allow-other")
+	case strings.Contains(msg, "sticky directory"):
+		return fmt.Errorf("%s is a sticky directory you do not own (as /tmp is): mount on a directory of your own, e.g. mkdir %s/mine", mountpoint, mountpoint)
+	case strings.Contains(msg, "no write access to mountpoint") || strings.Contains(msg, "not owned"):
+		return fmt.Errorf("you cannot write to the mount point %s: mount on a directory you own (mkdir ~/t)", mountpoint)
+	case strings.Contains(msg, "/dev/fuse") && strings.Contains(msg, "ermission denied"):
+		return fmt.Errorf("/dev/fuse is not open to you: as root, chmod 0666 /dev/fuse (what udev normally does)")
+	}
+	return err
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space, ...) that

@@ -9,17 +9,10 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-
-	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
-
-	"github.com/tmpmount/tmpmount/fsnode"
-	"github.com/tmpmount/tmpmount/policy"
-	"github.com/tmpmount/tmpmount/spool"
+	"time"
 )
 
 // Exit codes.
@@ -33,11 +26,26 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run dispatches: tmpmount run, tmpmount stat, or a mount. (A mount point
+// named "run" or "stat" is given as ./run.)
 func run(args []string, stdout, stderr io.Writer) int {
 	// Logging to a pipe whose reader went away must not kill the daemon
 	// (and leave its mount dead): the write fails instead.
 	signal.Ignore(syscall.SIGPIPE)
 	logger := log.New(stderr, "tmpmount: ", 0)
+	if len(args) > 0 {
+		switch args[0] {
+		case "run":
+			return runCommand(args[1:], stdout, stderr, logger)
+		case "stat":
+			return statCommand(args[1:], stdout, logger)
+		}
+	}
+	return mountCommand(args, stdout, stderr, logger)
+}
+
+// mountCommand mounts and serves until the mount is gone.
+func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) int {
 	o, err := parseArgs(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -50,44 +58,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
-	if o.inodes < 0 {
-		logger.Printf("invalid --inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
-		return exitUsage
+	if o.viaMount && !o.foreground && !isDaemonChild() {
+		// Started by mount(8): go to the background once mounted.
+		return daemonize(args, logger)
 	}
-
-	mountpoint, err := checkMountpoint(o.mountpoint, logger)
-	if err != nil {
-		logger.Print(err)
-		return exitUsage
-	}
-	if err := checkFUSE(); err != nil {
-		logger.Print(err)
-		return exitUsage
-	}
-	parent, err := spillParent(o.spillDir, mountpoint)
-	if err != nil {
-		logger.Print(err)
-		return exitUsage
-	}
-	resolver := policy.Resolver{Rules: o.rules.rules, Default: o.deleteDef.p}
-	keepDir := ""
 	switch {
-	case o.keepDir != "":
-		if keepDir, err = checkKeepDir(o.keepDir, mountpoint); err != nil {
-			logger.Print(err)
+	case o.logFile != "":
+		f, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			logger.Printf("log file: %v", err)
+			notifyParent(fmt.Errorf("log file: %v", err))
 			return exitUsage
 		}
-	case resolver.Uses(policy.Keep):
-		logger.Print("a keep policy is in force but there is no --keep-dir to save kept files to: give one")
-		return exitUsage
-	}
-	var events *os.File
-	if o.events != "" {
-		if events, err = openEvents(o.events, mountpoint); err != nil {
-			logger.Print(err)
-			return exitUsage
-		}
-		defer events.Close()
+		defer f.Close()
+		logger.SetOutput(f)
+	case isDaemonChild():
+		logger.SetOutput(backgroundLog())
+		logger.SetPrefix("")
 	}
 
 	// Take SIGINT and SIGTERM from before the mount exists: one that
@@ -97,83 +84,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	cfg := fsnode.Config{
-		Spool: spool.Config{
-			SpillParent: parent,
-			MaxSize:     o.maxSize.bytes,
-			MemLimit:    o.memLimit.bytes,
-			SizeLimit:   o.size.bytes,
-		},
-		MaxInodes: o.inodes,
-		Mode:      o.mode,
-		UID:       o.uid,
-		GID:       o.gid,
-		Resolver:  resolver,
-		KeepDir:   keepDir,
-		Logger:    logger,
-	}
-	if events != nil {
-		cfg.Events = events
-	}
-	root, err := fsnode.New(cfg)
+	mountpoint, err := checkMountpoint(o.mountpoint, logger)
 	if err != nil {
-		logger.Printf("%v: choose another with --spill-dir", err)
+		logger.Print(err)
+		notifyParent(err)
 		return exitUsage
 	}
-	store := root.Store()
-	defer func() {
-		if err := store.Close(); err != nil {
-			logger.Print(err)
-		}
-	}()
-	server, err := root.Mount(mountpoint, fsnode.MountConfig{AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough})
+	s, err := startSession(o, mountpoint, logger)
 	if err != nil {
-		logger.Printf("%v", err)
-		root.Shutdown()
+		logger.Print(err)
+		notifyParent(err)
 		return exitUsage
 	}
-	logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
-		mountpoint, describeMaxSize(o.maxSize.bytes), formatSize(o.memLimit.bytes), describeLimit(o.size.bytes),
-		o.deleteDef.p, store.Dir(), root.Passthrough())
-
+	notifyParent(nil)
 	go func() {
 		for sig := range signals {
 			logger.Printf("%v: unmounting %s", sig, mountpoint)
-			unmount(server, mountpoint, logger)
+			s.unmount()
 		}
 	}()
-	server.Wait()
-	saved, failed := root.Shutdown()
-	if saved > 0 || failed > 0 {
-		logger.Printf("saved %d keep file(s) to %s", saved, keepDir)
-	}
-	logger.Printf("unmounted %s", mountpoint)
-	if failed > 0 {
-		logger.Printf("%d keep file(s) could not be saved (see above)", failed)
-		return exitFailure
-	}
-	return exitOK
-}
-
-// unmount unmounts, and if the mount is busy, detaches it lazily: the
-// mount point is free at once, and the daemon serves the processes still
-// inside until the last one leaves.
-func unmount(server *fuse.Server, mountpoint string, logger *log.Logger) {
-	err := server.Unmount()
-	if err == nil {
-		return
-	}
-	logger.Printf("%s is busy (%v); detaching it lazily: it goes away when the last process using it leaves", mountpoint, err)
-	if os.Geteuid() == 0 {
-		err = unix.Unmount(mountpoint, unix.MNT_DETACH)
-	} else if bin, lookErr := fusermountPath(); lookErr != nil {
-		err = lookErr
-	} else {
-		err = exec.Command(bin, "-u", "-z", mountpoint).Run()
-	}
-	if err != nil {
-		logger.Printf("lazy unmount of %s failed: %v", mountpoint, err)
-	}
+	return s.finish(progressPrinter(logger))
 }
 
 func describeLimit(n int64) string {
@@ -211,4 +141,19 @@ func versionString() string {
 		}
 	}
 	return fmt.Sprintf("tmpmount %s%s", v, fuseVersion)
+}
+
+// progressPrinter reports the saving of keep files when it takes longer
+// than a second: bytes done of the total, about once a second.
+func progressPrinter(logger *log.Logger) func(done, total int64) {
+	start := time.Now()
+	var last time.Time
+	return func(done, total int64) {
+		now := time.Now()
+		if now.Sub(start) < time.Second || (now.Sub(last) < time.Second && done < total) {
+			return
+		}
+		last = now
+		logger.Printf("saving keep files: %s of %s", formatSize(done), formatSize(total))
+	}
 }

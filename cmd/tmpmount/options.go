@@ -30,19 +30,34 @@ type options struct {
 	uid, gid      uint32
 	allowOther    bool
 	noPassthrough bool
+	readOnly      bool
+	noExec        bool
 	debug         bool
 	version       bool
 	mountpoint    string
+
+	// The mount(8) calling convention (options given with -o): tmpmount
+	// goes to the background once mounted and logs to syslog or logFile,
+	// unless foreground.
+	viaMount   bool
+	foreground bool
+	logFile    string
+
+	command []string // tmpmount run: the command to run
 }
 
 const defaultMaxSize = 8 << 20
 
-const usageHead = `Usage: tmpmount [flags] MOUNTPOINT
+const usageHead = `Usage:
+  tmpmount [flags] MOUNTPOINT            mount, and serve until unmounted
+  tmpmount run [flags] -- CMD [ARGS...]  run CMD with TMPDIR on a fresh mount
+  tmpmount stat [--json] PATH            residency and policy of a file, or totals of a mount
+  mount -t fuse.tmpmount tmpmount MOUNTPOINT -o max_size=8M,...
 
-Mounts a temporary filesystem at MOUNTPOINT and serves it until it is
-unmounted (umount, fusermount3 -u) or tmpmount gets SIGINT or SIGTERM.
 A file's data stays in RAM until the file grows past --max-size, then
 moves to a nameless file in a private directory inside --spill-dir.
+tmpmount serves until unmounted (umount, fusermount3 -u) or sent SIGINT
+or SIGTERM. Every flag is also a -o option (max_size=8M or max-size=8M).
 
 Flags:
 `
@@ -69,6 +84,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(idFlag{&o.gid, lookupGroup}, "gid", "group of the root directory: a `GROUP` name or number (default: yours)")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
 	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
+	fs.BoolVar(&o.readOnly, "read-only", false, "mount read-only (-o ro): an empty filesystem that nothing can write")
+	fs.BoolVar(&o.noExec, "no-exec", false, "forbid running programs from the mount (-o noexec)")
+	fs.BoolVar(&o.foreground, "foreground", false, "with -o options (the mount(8) way), stay in the foreground instead of going to the background once mounted")
+	fs.StringVar(&o.logFile, "log", "", "append log lines to `FILE` instead of stderr (in the background: instead of syslog)")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -94,31 +113,18 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // errUsage marks command-line errors: they exit with status 2.
 var errUsage = errors.New("usage")
 
-// parseArgs reads the command line. Flags may come before or after the
-// mount point. Errors are one line, wrapped in errUsage; -h gives
+// parseArgs reads the command line of a mount. Flags may come before or
+// after the mount point, and as -o options; with -o, the mount(8) form
+// "SOURCE MOUNTPOINT" is accepted too (SOURCE, conventionally "tmpmount",
+// is ignored). Errors are one line, wrapped in errUsage; -h gives
 // flag.ErrHelp after printing the help to stdout.
 func parseArgs(args []string, stdout io.Writer) (*options, error) {
-	o := &options{}
-	fs := newFlagSet(o)
-	fs.SetOutput(io.Discard)
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(stdout)
-				fs.Usage()
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %v (see tmpmount -help)", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	o, positional, err := parseFlags(args, stdout, true)
+	if err != nil || o.version {
+		return o, err
 	}
-	if o.version {
-		return o, nil
+	if o.viaMount && len(positional) == 2 {
+		positional = positional[1:]
 	}
 	switch len(positional) {
 	case 0:
@@ -129,6 +135,58 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: one MOUNTPOINT expected, got %q (see tmpmount -help)", errUsage, positional)
 	}
 	return o, nil
+}
+
+// parseRunArgs reads `tmpmount run [flags] [--] CMD [ARGS...]`: the flags
+// end at the first argument that is not one, or at "--".
+func parseRunArgs(args []string, stdout io.Writer) (*options, error) {
+	o, command, err := parseFlags(args, stdout, false)
+	if err != nil || o.version {
+		return o, err
+	}
+	if o.viaMount {
+		return nil, fmt.Errorf("%w: -o options are for mount(8); give tmpmount run its flags as --name=value", errUsage)
+	}
+	if len(command) == 0 {
+		return nil, fmt.Errorf("%w: missing the command to run: tmpmount run [flags] -- CMD [ARGS...]", errUsage)
+	}
+	o.command = command
+	return o, nil
+}
+
+// parseFlags parses flags (and -o options) and returns the other
+// arguments. With interleaved, flags may follow them.
+func parseFlags(args []string, stdout io.Writer, interleaved bool) (*options, []string, error) {
+	o := &options{}
+	args, viaMount, err := expandMountOptions(args)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	o.viaMount = viaMount
+	fs := newFlagSet(o)
+	fs.SetOutput(io.Discard)
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(stdout)
+				fs.Usage()
+				return nil, nil, err
+			}
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok && viaMount {
+				return nil, nil, fmt.Errorf("%w: unknown option %s (see tmpmount -help)", errUsage, strings.TrimPrefix(name, "-"))
+			}
+			return nil, nil, fmt.Errorf("%w: %v (see tmpmount -help)", errUsage, err)
+		}
+		if !interleaved {
+			return o, fs.Args(), nil
+		}
+		if fs.NArg() == 0 {
+			return o, rest, nil
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // defaultMemLimit is a quarter of physical RAM, as tmpfs's default size is
