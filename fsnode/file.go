@@ -137,9 +137,12 @@ func (f *File) copyTimesToBackingLocked() {
 func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	h := f.newHandle()
 	if h == nil {
-		// The last name went away between the kernel's lookup and this
-		// open: answer as if the open had come after the unlink.
-		return nil, 0, syscall.ENOENT
+		// The file was deleted after the kernel looked its name up (by
+		// an unlink, or by the close policy, whose removal reaches the
+		// kernel's dentry cache a moment later). ESTALE makes the kernel
+		// look the name up again: open(O_CREAT) then makes a new file,
+		// and a plain open gets ENOENT.
+		return nil, 0, syscall.ESTALE
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		// With FUSE_ATOMIC_O_TRUNC the kernel leaves O_TRUNC to the

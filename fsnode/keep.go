@@ -213,12 +213,20 @@ func (k *keeper) openParent(dir string) (int, error) {
 		walked = path.Join(walked, name)
 		next, err := unix.Openat2(fd, name, &resolveBeneath)
 		if errors.Is(err, unix.ENOENT) {
-			mode := k.root.dirModeForKeep(walked)
-			if err := unix.Mkdirat(fd, name, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+			owner := k.root.dirOwnerForKeep(walked)
+			if err := unix.Mkdirat(fd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 				unix.Close(fd)
 				return -1, fmt.Errorf("make %q in keep dir: %w", walked, err)
 			}
 			next, err = unix.Openat2(fd, name, &resolveBeneath)
+			if err == nil {
+				// The mode the umask did not cut, and (as root) the
+				// owner of the directory in the mount.
+				if unix.Geteuid() == 0 {
+					unix.Fchown(next, int(owner.uid), int(owner.gid))
+				}
+				unix.Fchmod(next, owner.mode)
+			}
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -275,22 +283,29 @@ func (r *Root) statForKeep(f *File) keepStat {
 	return st
 }
 
-// dirModeForKeep is the permission bits of the mount's directory at rel,
-// for making its counterpart in the keep directory (0755 if it is gone).
-func (r *Root) dirModeForKeep(rel string) uint32 {
+// dirOwner is a directory's mode bits and owner.
+type dirOwner struct {
+	mode     uint32
+	uid, gid uint32
+}
+
+// dirOwnerForKeep is the mode and owner of the mount's directory at rel,
+// for making its counterpart in the keep directory (0755 and the daemon's
+// user if it is gone).
+func (r *Root) dirOwnerForKeep(rel string) dirOwner {
 	r.tree.RLock()
 	defer r.tree.RUnlock()
 	d := r.dir
 	for _, name := range strings.Split(rel, "/") {
 		sub, ok := d.entries.get(name).(*Dir)
 		if !ok {
-			return 0o755
+			return dirOwner{mode: 0o755, uid: uint32(unix.Geteuid()), gid: uint32(unix.Getegid())}
 		}
 		d = sub
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.mode & 07777
+	return dirOwner{mode: d.mode & 07777, uid: d.uid, gid: d.gid}
 }
 
 // writeFile writes f's data and attributes to a new file and renames it to

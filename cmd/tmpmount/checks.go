@@ -46,10 +46,28 @@ func checkMountpoint(path string, logger *log.Logger) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if mounted && fstype == "fuse.tmpmount" && isDeadMount(abs) {
+		// stat(2) above may have been answered from the kernel's cache;
+		// statfs(2) always asks the daemon.
+		if err := recoverDeadMount(abs); err != nil {
+			return "", err
+		}
+		logger.Printf("%s was a dead tmpmount mount (its daemon had died); unmounted it", abs)
+		fstype, mounted, err = mountedAt(abs)
+		if err != nil {
+			return "", err
+		}
+	}
 	if mounted {
 		return "", fmt.Errorf("mount point %s is already mounted (%s): unmount it first or choose another directory", abs, fstype)
 	}
 	return abs, nil
+}
+
+// isDeadMount reports whether the FUSE mount at path has lost its daemon.
+func isDeadMount(path string) bool {
+	var st unix.Statfs_t
+	return errors.Is(unix.Statfs(path, &st), unix.ENOTCONN)
 }
 
 // recoverDeadMount unmounts the dead FUSE mount at path if it is a

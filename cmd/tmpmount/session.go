@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -128,10 +129,15 @@ func (s *session) unmount() {
 	if err == nil {
 		return
 	}
-	s.logger.Printf("%s is busy (%v); detaching it lazily: it goes away when the last process using it leaves", s.mountpoint, err)
+	s.logger.Printf("%s is busy (%s); detaching it lazily: it goes away when the last process using it leaves", s.mountpoint, oneLine(err))
 	if err := lazyUnmount(s.mountpoint); err != nil {
 		s.logger.Printf("lazy unmount of %s failed: %v", s.mountpoint, err)
 	}
+}
+
+// oneLine puts an error (fusermount3's output, say) on one log line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 func lazyUnmount(mountpoint string) error {
