@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,10 +20,10 @@ import (
 //
 // The capacity (like tmpfs's size=) bounds RAM pages plus the space the
 // backing files hold on disk; past it a write fails with ENOSPC. A file on
-// disk is charged, before a write, for the bytes it adds past its end, and
-// corrected with the backing file's real use afterwards; holes filled inside
-// a file on disk are only seen afterwards, so they can pass the capacity by
-// the size of one write.
+// disk is charged, before a write, for the holes it fills and the bytes it
+// adds past its end (found with SEEK_HOLE), and corrected with the backing
+// file's real use afterwards (the file system may allocate in larger
+// blocks than a page).
 
 type chargeResult int
 
@@ -41,10 +42,10 @@ func (s *Store) tryChargeRAM(n int64) chargeResult {
 	s.chargeMu.Lock()
 	defer s.chargeMu.Unlock()
 	ram := s.ramBytes.Load()
-	if s.sizeLimit > 0 && ram+s.diskBytes.Load()+n > s.sizeLimit {
+	if s.sizeLimit > 0 && n > s.sizeLimit-ram-s.diskBytes.Load() {
 		return overCapacity
 	}
-	if s.memLimit > 0 && ram+n > s.memLimit {
+	if s.memLimit > 0 && n > s.memLimit-ram {
 		return overMemory
 	}
 	s.ramBytes.Add(n)
@@ -52,13 +53,16 @@ func (s *Store) tryChargeRAM(n int64) chargeResult {
 }
 
 // tryChargeDisk counts n more bytes of backing files if the capacity allows.
+// Adding nothing is always allowed: an operation that frees space or
+// overwrites must work even when use has passed the capacity.
 func (s *Store) tryChargeDisk(n int64) bool {
-	if s.sizeLimit == 0 {
+	if s.sizeLimit == 0 || n <= 0 {
 		return true
 	}
 	s.chargeMu.Lock()
 	defer s.chargeMu.Unlock()
-	if s.ramBytes.Load()+s.diskBytes.Load()+n > s.sizeLimit {
+	// (Compared so that n near the largest offset cannot overflow.)
+	if n > s.sizeLimit-s.ramBytes.Load()-s.diskBytes.Load() {
 		return false
 	}
 	s.diskBytes.Add(n)
@@ -88,11 +92,29 @@ func (r *reservation) refund() {
 	}
 }
 
-// reserveRAM sets aside n bytes of RAM pages for an operation on self,
-// making room by rolling other files over if the memory budget needs it.
-// toDisk says that self itself should roll over (it was the best choice,
-// or no other file held RAM) and the operation go to disk.
-func (s *Store) reserveRAM(self *File, n int64) (res reservation, toDisk bool, err error) {
+// maxReservePages bounds one reservation: with a memory budget, the whole
+// budget (rolling others over could never make more room); without, 1 TiB,
+// so that a reservation stays far from overflowing.
+func (s *Store) maxReservePages() int64 {
+	if s.memLimit > 0 {
+		return s.memLimit / PageSize
+	}
+	return 1 << 28
+}
+
+// reserveRAM sets aside RAM for the given number of new pages for an
+// operation on self, making room by rolling other files over if the
+// memory budget needs it. toDisk says that self itself should roll over
+// (it was the best choice, no other file held RAM, or the operation needs
+// more than the whole budget) and the operation go to disk.
+func (s *Store) reserveRAM(self *File, pages int64) (res reservation, toDisk bool, err error) {
+	if pages <= 0 {
+		return reservation{store: s}, false, nil
+	}
+	if pages > s.maxReservePages() {
+		return reservation{}, true, nil
+	}
+	n := pages * PageSize
 	for {
 		switch s.tryChargeRAM(n) {
 		case charged:
@@ -116,7 +138,8 @@ func (s *Store) reserveRAM(self *File, n int64) (res reservation, toDisk bool, e
 		}
 		err := victim.Spill()
 		s.evictMu.Unlock()
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrReleased) {
+			// (A victim released meanwhile made room all the same.)
 			return reservation{}, false, err
 		}
 	}
@@ -178,9 +201,9 @@ func (f *File) syncDiskUse(charged int64) {
 	s.diskBytes.Add(delta - charged)
 }
 
-// diskGrowth bounds what writing [off, end) adds to a file on disk: the
-// bytes past its end, rounded up to pages. With no capacity to keep it is
-// not needed and is 0.
+// diskGrowth is what writing or allocating [off, end) adds to a file on
+// disk: its holes in that range and what lies past its end, in pages. With
+// no capacity to keep it is not needed and is 0.
 func (f *File) diskGrowth(off, end int64) int64 {
 	if f.store.sizeLimit == 0 {
 		return 0
@@ -189,9 +212,22 @@ func (f *File) diskGrowth(off, end int64) int64 {
 	if unix.Fstat(f.fd, &st) != nil {
 		return 0
 	}
-	grow := end - max(off, st.Size)
-	if grow <= 0 {
-		return 0
+	var grow int64
+	if end > st.Size {
+		grow += end - max(off, st.Size)
+		end = st.Size
 	}
-	return ceilPages(grow) * PageSize
+	for pos := off; pos < end; {
+		hole, err := unix.Seek(f.fd, pos, unix.SEEK_HOLE)
+		if err != nil || hole >= end {
+			break
+		}
+		data, err := unix.Seek(f.fd, hole, unix.SEEK_DATA)
+		if err != nil {
+			data = end // ENXIO: a hole to the end of file
+		}
+		grow += min(data, end) - hole
+		pos = data
+	}
+	return min(ceilPages(grow), maxPageIndex) * PageSize
 }

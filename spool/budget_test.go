@@ -185,8 +185,6 @@ func (m *contentModel) punch(off, end int64) {
 	}
 }
 
-func (m *contentModel) clone() []byte { return append([]byte(nil), m.data...) }
-
 // TestMemLimitConcurrentWriters has many goroutines write at once, with
 // random sizes (1 B to 256 KiB) at random offsets, to files of their own
 // and to regions of their own in shared files, under a memory budget far
@@ -441,6 +439,31 @@ func TestMemLimitOneFileRollsItselfOver(t *testing.T) {
 	}
 }
 
+// TestMemLimitWriteLargerThanBudget checks that a write larger than the
+// whole memory budget, which no rollover of other files can make room for,
+// goes to disk without rolling the other files over.
+func TestMemLimitWriteLargerThanBudget(t *testing.T) {
+	const memLimit = 64 * PageSize
+	var log rolloverLog
+	s := openBudgetStore(t, Config{MemLimit: memLimit, OnRollover: log.record})
+	x, y, big := newBudgetFile(t, s, 1), newBudgetFile(t, s, 2), newBudgetFile(t, s, 3)
+	mustWrite(t, x, pattern(1, 16*PageSize), 0)
+	mustWrite(t, y, pattern(2, 16*PageSize), 0)
+	data := randomBytes(3, memLimit+PageSize)
+	mustWrite(t, big, data, 0)
+	wantResidency(t, big, OnDisk)
+	wantContent(t, big, data)
+	for _, f := range []*File{x, y} {
+		if got := f.Residency(); got != InRAM {
+			t.Errorf("file %d: Residency() = %v, want %v: the write of %d bytes could never fit in MemLimit %d",
+				f.id, got, InRAM, len(data), memLimit)
+		}
+	}
+	if got := log.total.Load(); got != 1 {
+		t.Errorf("OnRollover called %d times, want once (for the written file)", got)
+	}
+}
+
 // ageFile makes f look idle since ago, for pickVictim.
 func ageFile(f *File, ago time.Duration) { f.lastUse.Store(time.Now().Add(-ago).UnixNano()) }
 
@@ -562,10 +585,6 @@ func fileID(f *File) any {
 // TestMemLimitOverwriteNeedsNoRoom checks that overwriting pages a file in
 // RAM already holds, with the budget full, moves nothing: the write needs
 // no new pages.
-//
-// It fails today: WriteAt reserves every page of the span it touches,
-// present or not, so at a full budget every overwrite makes room by
-// rolling some file over (here the writer's own file, the only one).
 func TestMemLimitOverwriteNeedsNoRoom(t *testing.T) {
 	const pages = 64
 	s := openBudgetStore(t, Config{MemLimit: pages * PageSize})
@@ -589,9 +608,6 @@ func TestMemLimitOverwriteNeedsNoRoom(t *testing.T) {
 // that Release waits for it, then starts the write, which picks the victim
 // (still listed) and waits for its lock behind Release. When the test lets
 // go, Release runs first, then the write's Spill of the victim.
-//
-// It fails today: reserveRAM returns the victim's Spill error, ErrReleased,
-// and the write of another file fails with "spool: file released".
 func TestEvictionVictimReleased(t *testing.T) {
 	s := openBudgetStore(t, Config{MemLimit: 32 * PageSize})
 	victim := s.NewFile(1) // released by the test
@@ -792,6 +808,26 @@ func TestReservationsRefunded(t *testing.T) {
 			wantErr: errAny,
 		},
 		{
+			// The range spans 2^51 pages, whose byte count, 2^63,
+			// overflows int64: the reservation must be bounded, not
+			// wrap negative and pass both limits.
+			name: "fallocate of the whole offset range",
+			cfg:  Config{MaxSize: 8 * PageSize, MemLimit: 16 * PageSize},
+			do: func(t *testing.T, s *Store, a, b *File) error {
+				return a.Allocate(0, maxOffset, 0)
+			},
+			wantErr: errAny, // the backing filesystem's EFBIG, say
+		},
+		{
+			// As above, with a capacity: its check must not overflow.
+			name: "fallocate of the whole offset range over the capacity: ENOSPC",
+			cfg:  Config{MaxSize: 8 * PageSize, SizeLimit: 32 * PageSize},
+			do: func(t *testing.T, s *Store, a, b *File) error {
+				return a.Allocate(0, maxOffset, FallocKeepSize)
+			},
+			wantErr: unix.ENOSPC,
+		},
+		{
 			name: "overwrite needing no new page",
 			cfg:  Config{MemLimit: 16 * PageSize},
 			do: func(t *testing.T, s *Store, a, b *File) error {
@@ -882,7 +918,7 @@ func closeStore(t *testing.T, s *Store) {
 func TestReservationsRandom(t *testing.T) {
 	const (
 		files   = 4
-		ops     = 400
+		ops     = 300
 		span    = 256 << 10
 		maxSize = 128 << 10
 	)
@@ -1139,16 +1175,52 @@ func (st *capacitySteps) step(what string, wantErr error, op func() error, apply
 	}
 }
 
+// TestSizeLimitDuringRollover checks that a file moving from RAM to disk
+// keeps counting against the capacity while it moves: with the capacity
+// full, a write to another file must fail with ENOSPC at every moment of
+// the rollover, and RAM plus disk stay within the capacity after it.
+//
+// The moment is forced: the test holds the Store's filesMu, which the
+// rollover takes (to take the file off the RAM list) after it has freed the
+// file's pages and before it charges the backing file's disk use.
+func TestSizeLimitDuringRollover(t *testing.T) {
+	const limit = 64 * PageSize
+	s := openBudgetStore(t, Config{SizeLimit: limit})
+	moving, other := newBudgetFile(t, s, 1), newBudgetFile(t, s, 2)
+	mustWrite(t, moving, pattern(1, 32*PageSize), 0)
+	mustWrite(t, other, pattern(2, 32*PageSize), 0) // full
+
+	s.filesMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			s.filesMu.Unlock()
+		}
+	}()
+	spilled := make(chan error, 1)
+	go func() { spilled <- moving.Spill() }()
+	waitUntil(t, "the rollover to free the moving file's pages", func() bool {
+		return s.Stats().RAMBytes == 32*PageSize
+	})
+	n, err := other.WriteAt(pattern(3, PageSize), 32*PageSize)
+	s.filesMu.Unlock()
+	locked = false
+	if err := <-spilled; err != nil {
+		t.Fatalf("Spill: %v", err)
+	}
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("WriteAt of a new page during another file's rollover with the capacity full = %d, %v; want ENOSPC", n, err)
+	}
+	if st := s.Stats(); st.RAMBytes+st.DiskBytes > limit {
+		t.Errorf("after the rollover: Stats() = %+v: RAM and disk %d, over SizeLimit %d", st, st.RAMBytes+st.DiskBytes, limit)
+	}
+	wantCountersMatchFiles(t, s, []*File{moving, other})
+}
+
 // TestSizeLimitOverwriteWhenFull checks that with the capacity used up,
 // what needs no more space still works, as on a full tmpfs: overwriting
 // data inside a file, fallocate over space already allocated, punching
 // holes; and that growing still fails.
-//
-// In RAM, the overwrite and the fallocate fail today with ENOSPC: WriteAt
-// and Allocate reserve every page of their span, present or not, and the
-// reservation is checked against the capacity. On disk, Allocate charges
-// the whole length before fallocate, allocated or not, so the fallocate
-// fails there too.
 func TestSizeLimitOverwriteWhenFull(t *testing.T) {
 	const pages = 64
 	for _, onDisk := range []bool{false, true} {
@@ -1211,18 +1283,11 @@ func TestSizeLimitOverwriteWhenFull(t *testing.T) {
 	}
 }
 
-// TestSizeLimitHoleFillingSlack documents the known slack of the capacity
-// for files on disk: a write is charged beforehand only for what it adds
-// past the end of file, and corrected with the backing file's real use
-// afterwards, so a write filling a hole inside a file on disk passes the
-// capacity by up to its own size. The Store then counts the real use, and
-// further growth fails with ENOSPC; punching a hole to free space must
-// still work.
-//
-// The punch fails today with ENOSPC: Allocate on disk checks the capacity
-// (with a charge of 0) even to punch a hole, which fails once the use is
-// past the capacity, so the space cannot be freed that way.
-func TestSizeLimitHoleFillingSlack(t *testing.T) {
+// Filling a hole inside a file on disk is charged before the write, as a
+// write past the end is: it fails with ENOSPC when the capacity has no
+// room for it, and the file and the counters are as they were. Punching
+// the hole again gives the room back.
+func TestSizeLimitHoleFilling(t *testing.T) {
 	const limit = 256 * PageSize
 	s := openBudgetStore(t, Config{MaxSize: 16 * PageSize, SizeLimit: limit})
 	f, other := newBudgetFile(t, s, 1), newBudgetFile(t, s, 2)
@@ -1236,28 +1301,32 @@ func TestSizeLimitHoleFillingSlack(t *testing.T) {
 	mustWrite(t, f, first, 0)
 	m.write(first, 0)
 	wantCountersMatchFiles(t, s, []*File{f, other})
-	// Inside the file, so charged nothing beforehand: it passes.
-	mustWrite(t, f, second, 1<<20)
-	m.write(second, 1<<20)
+	// 192 pages used, 128 more into the hole would pass the 256.
+	if n, err := f.WriteAt(second, 1<<20); n != 0 || !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("WriteAt(%d bytes) into a hole past the capacity = %d, %v; want 0, ENOSPC", len(second), n, err)
+	}
+	wantContent(t, f, m.data)
 	wantCountersMatchFiles(t, s, []*File{f, other})
-	used := s.Stats().DiskBytes
-	if used <= limit || used > limit+int64(len(second))+diskUseSlack {
-		t.Errorf("after filling a hole: Stats().DiskBytes = %d, want past the capacity %d by at most the write's %d bytes",
-			used, limit, len(second))
+	// What fits does.
+	fits := second[:32*PageSize]
+	mustWrite(t, f, fits, 1<<20)
+	m.write(fits, 1<<20)
+	wantCountersMatchFiles(t, s, []*File{f, other})
+	if used := s.Stats().DiskBytes; used > limit {
+		t.Errorf("after filling part of a hole: Stats().DiskBytes = %d, want within the capacity %d", used, limit)
 	}
-	if _, err := other.WriteAt([]byte{1}, 0); !errors.Is(err, unix.ENOSPC) {
-		t.Errorf("WriteAt of a file in RAM past the capacity: error %v, want ENOSPC", err)
+	// Overwriting data needs no room, even with the capacity full.
+	mustWrite(t, f, second[:PageSize], 0)
+	m.write(second[:PageSize], 0)
+	if err := f.Allocate(1<<20, 32*PageSize, FallocPunchHole|FallocKeepSize); err != nil {
+		t.Fatalf("punching the filled part again: %v", err)
 	}
-	if _, err := f.WriteAt([]byte{1}, 2<<20); !errors.Is(err, unix.ENOSPC) {
-		t.Errorf("WriteAt past the end of the file on disk past the capacity: error %v, want ENOSPC", err)
-	}
-	if err := f.Allocate(1<<20, 128*PageSize, FallocPunchHole|FallocKeepSize); err != nil {
-		t.Errorf("punching the hole again past the capacity: %v, want success", err)
+	m.punch(1<<20, 1<<20+32*PageSize)
+	if _, err := other.WriteAt(pattern(3, 32*PageSize), 0); err != nil {
+		t.Errorf("WriteAt of another file into the room given back: %v", err)
 	} else {
-		m.punch(1<<20, 1<<20+128*PageSize)
-		if got := s.Stats().DiskBytes; got > limit {
-			t.Errorf("after punching the hole again: Stats().DiskBytes = %d, want within the capacity %d", got, limit)
-		}
+		m2 := pattern(3, 32*PageSize)
+		wantContent(t, other, m2)
 	}
 	wantContent(t, f, m.data)
 	wantCountersMatchFiles(t, s, []*File{f, other})
@@ -1314,13 +1383,14 @@ func (bf *benchFiles) file(b *testing.B, i int) *File {
 }
 
 // benchWriteConfigs are the stores the write benchmarks run with: 8 files
-// of 8 MiB each hold 64 MiB, twice the budget when there is one.
+// of up to 8 MiB each hold up to 64 MiB, eight times the budget when there
+// is one.
 var benchWriteConfigs = []struct {
 	name     string
 	memLimit int64
 }{
 	{"no MemLimit", 0},
-	{"MemLimit 32 MiB evicting", 32 << 20},
+	{"MemLimit 8 MiB evicting", 8 << 20},
 }
 
 const (

@@ -163,11 +163,11 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
 	f.touch()
 	for {
-		n, inRAM, err := f.writeOnDisk(p, off, end)
+		n, missing, inRAM, err := f.writeOnDisk(p, off, end)
 		if !inRAM {
 			return n, err
 		}
-		res, toDisk, err := f.store.reserveRAM(f, spanPages(off, end)*PageSize)
+		res, toDisk, err := f.store.reserveRAM(f, missing)
 		if err != nil {
 			return 0, err
 		}
@@ -177,38 +177,40 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 			}
 			continue
 		}
-		n, moved, err := f.writeInRAM(p, off, end, &res)
+		n, again, err := f.writeInRAM(p, off, end, &res)
 		res.refund()
-		if !moved {
+		if !again {
 			return n, err
 		}
 	}
 }
 
-// writeOnDisk writes to the backing file under the shared lock; inRAM
-// says the file is not on disk and nothing was done.
-func (f *File) writeOnDisk(p []byte, off, end int64) (n int, inRAM bool, err error) {
+// writeOnDisk writes to the backing file under the shared lock. If the
+// file is in RAM it does nothing, says so (inRAM), and counts the pages the
+// write would add (missing).
+func (f *File) writeOnDisk(p []byte, off, end int64) (n int, missing int64, inRAM bool, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.released {
-		return 0, false, ErrReleased
+		return 0, 0, false, ErrReleased
 	}
 	if f.fd < 0 {
-		return 0, true, nil
+		return 0, f.pages.missing(off/PageSize, ceilPages(end)), true, nil
 	}
 	grow := f.diskGrowth(off, end)
 	if !f.store.tryChargeDisk(grow) {
-		return 0, false, unix.ENOSPC
+		return 0, 0, false, unix.ENOSPC
 	}
 	n, err = pwriteFull(f.fd, p, off)
 	f.syncDiskUse(grow)
-	return n, false, err
+	return n, 0, false, err
 }
 
-// writeInRAM writes into pages, taking new ones from res; moved says the
-// file is on disk now (it rolled over meanwhile, or for this write) and
-// the write has yet to be made there.
-func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, moved bool, err error) {
+// writeInRAM writes into pages, taking new ones from res. again says the
+// write is still to be made: the file is on disk now (it rolled over
+// meanwhile, or for this write), or more pages are missing than res holds
+// (another writer freed some since they were counted).
+func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, again bool, err error) {
 	var rolled rollover
 	defer rolled.report(f) // after the unlock below
 	f.mu.Lock()
@@ -222,6 +224,8 @@ func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, mo
 		if err := f.spillLocked(&rolled); err != nil {
 			return 0, false, err
 		}
+		return 0, true, nil
+	case f.pages.missing(off/PageSize, ceilPages(end))*PageSize > res.left:
 		return 0, true, nil
 	}
 	for done := 0; done < len(p); {
@@ -241,9 +245,6 @@ func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, mo
 	f.size = max(f.size, end)
 	return len(p), false, nil
 }
-
-// spanPages is the number of pages [off, end) touches.
-func spanPages(off, end int64) int64 { return ceilPages(end) - off/PageSize }
 
 // Truncate sets the file's size. Bytes past a shrunk size are gone: growing
 // it again reads zeros there.
@@ -303,14 +304,14 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	end := off + length
 	f.touch()
 	for {
-		done, err := f.allocateOnDisk(off, length, mode)
+		done, missing, err := f.allocateOnDisk(off, length, mode)
 		if done {
 			return err
 		}
 		var res reservation
 		if mode&FallocPunchHole == 0 {
 			var toDisk bool
-			if res, toDisk, err = f.store.reserveRAM(f, spanPages(off, end)*PageSize); err != nil {
+			if res, toDisk, err = f.store.reserveRAM(f, missing); err != nil {
 				return err
 			}
 			if toDisk {
@@ -320,43 +321,48 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 				continue
 			}
 		}
-		moved, err := f.allocateInRAM(off, end, mode, &res)
+		again, err := f.allocateInRAM(off, end, mode, &res)
 		res.refund()
-		if !moved {
+		if !again {
 			return err
 		}
 	}
 }
 
-// allocateOnDisk does Allocate on the backing file; done is false if the
-// file is in RAM and nothing was done.
-func (f *File) allocateOnDisk(off, length int64, mode uint32) (done bool, err error) {
+// allocateOnDisk does Allocate on the backing file. If the file is in RAM
+// it does nothing (done is false) and counts the pages the allocation
+// would add (missing).
+func (f *File) allocateOnDisk(off, length int64, mode uint32) (done bool, missing int64, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.released {
-		return true, ErrReleased
+		return true, 0, ErrReleased
 	}
 	if f.fd < 0 {
-		return false, nil
+		if mode&FallocPunchHole != 0 {
+			return false, 0, nil
+		}
+		return false, f.pages.missing(off/PageSize, ceilPages(off+length)), nil
 	}
 	grow := int64(0)
-	if mode&FallocPunchHole == 0 && f.store.sizeLimit > 0 {
-		grow = ceilPages(length) * PageSize
+	if mode&FallocPunchHole == 0 {
+		grow = f.diskGrowth(off, off+length)
 	}
 	if !f.store.tryChargeDisk(grow) {
-		return true, unix.ENOSPC
+		return true, 0, unix.ENOSPC
 	}
 	err = unix.Fallocate(f.fd, mode, off, length)
 	f.syncDiskUse(grow)
 	if err != nil {
-		return true, fmt.Errorf("spool: fallocate backing file: %w", err)
+		return true, 0, fmt.Errorf("spool: fallocate backing file: %w", err)
 	}
-	return true, nil
+	return true, 0, nil
 }
 
-// allocateInRAM does Allocate in pages, taking new ones from res; moved
-// says the file is on disk now and it has yet to be done there.
-func (f *File) allocateInRAM(off, end int64, mode uint32, res *reservation) (moved bool, err error) {
+// allocateInRAM does Allocate in pages, taking new ones from res. again
+// says it is still to be done: the file is on disk now, or more pages are
+// missing than res holds.
+func (f *File) allocateInRAM(off, end int64, mode uint32, res *reservation) (again bool, err error) {
 	var rolled rollover
 	defer rolled.report(f)
 	f.mu.Lock()
@@ -373,6 +379,8 @@ func (f *File) allocateInRAM(off, end int64, mode uint32, res *reservation) (mov
 		if err := f.spillLocked(&rolled); err != nil {
 			return false, err
 		}
+		return true, nil
+	case f.pages.missing(off/PageSize, ceilPages(end))*PageSize > res.left:
 		return true, nil
 	}
 	for idx := off / PageSize; idx < ceilPages(end); idx++ {
@@ -596,12 +604,14 @@ func (f *File) spillLocked(rolled *rollover) error {
 		return fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
 	}
 	*rolled = rollover{happened: true, size: f.size}
+	// Charge the disk before freeing the RAM, so that the capacity never
+	// sees the file's bytes counted nowhere.
+	f.fd = fd
+	f.syncDiskUse(0)
 	f.freePages(0, maxPageIndex)
 	f.pages = pageTable{}
 	f.size = 0
-	f.fd = fd
 	f.store.removeRAMFile(f)
-	f.syncDiskUse(0)
 	f.store.diskFiles.Add(1)
 	f.store.rollovers.Add(1)
 	return nil

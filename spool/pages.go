@@ -148,6 +148,16 @@ func (t *pageTable) each(from, to int64, fn func(idx int64, p *page, unwritten b
 	}
 }
 
+// missing counts the page indexes in [from, to) that have no page.
+func (t *pageTable) missing(from, to int64) int64 {
+	n := to - from
+	t.each(from, to, func(int64, *page, bool) bool {
+		n--
+		return true
+	})
+	return n
+}
+
 // firstData returns the smallest index >= from holding written data, or -1.
 func (t *pageTable) firstData(from int64) int64 {
 	start, _ := slices.BinarySearch(t.keys, from>>chunkShift)
