@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tmpmountBin is the binary under test, built once by TestMain.
@@ -252,4 +254,28 @@ func runCmd(t *testing.T, dir string, name string, args ...string) string {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return string(out)
+}
+
+// mountTmpfs mounts a reference tmpfs with opts on dir, as root, and
+// unmounts it when the test ends. huge=never is always added: it keeps the
+// pages at 4 KiB whatever the machine's transparent_hugepage/shmem_enabled
+// says, the page size tmpmount models, on which st_blocks and the
+// SEEK_DATA/SEEK_HOLE granularity depend.
+func mountTmpfs(t *testing.T, dir, opts string) string {
+	t.Helper()
+	requireRoot(t)
+	all := "huge=never"
+	if opts != "" {
+		all += "," + opts
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, all); err != nil {
+		t.Fatalf("mount -t tmpfs -o %s tmpfs %s: %v", all, dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount reference tmpfs %s: %v", dir, err)
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	})
+	return dir
 }

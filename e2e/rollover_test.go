@@ -288,25 +288,14 @@ func nobodyShell(t *testing.T, script string, args ...string) (string, int) {
 }
 
 // mountReferenceTmpfs mounts a tmpfs with opts on a fresh directory that
-// nobody can reach, and unmounts it when the test ends.
+// nobody can reach.
 func mountReferenceTmpfs(t *testing.T, opts string) string {
 	t.Helper()
-	requireRoot(t)
 	dir := filepath.Join(nobodyReachableDir(t), "tmpfs")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-t", "tmpfs"}
-	if opts != "" {
-		args = append(args, "-o", opts)
-	}
-	runCmd(t, "/", "mount", append(args, "tmpfs", dir)...)
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount reference tmpfs %s: %v", dir, err)
-		}
-	})
-	return dir
+	return mountTmpfs(t, dir, opts)
 }
 
 // TestRolloverThresholdBoundary checks that a file of exactly max-size

@@ -121,24 +121,11 @@ func TestTmpfsData(t *testing.T) {
 	}
 }
 
-// tdMountTmpfs mounts a fresh tmpfs for the reference runs, as
-// `mount -t tmpfs -o huge=never tmpfs DIR` would (so relatime, the
-// default), and unmounts it when the test ends. huge=never keeps its
-// pages at 4 KiB whatever the machine's transparent_hugepage/shmem_enabled
-// says: that is the page size tmpmount models, and st_blocks and
-// SEEK_DATA/SEEK_HOLE granularity depend on it.
+// tdMountTmpfs mounts the reference tmpfs, as `mount -t tmpfs tmpfs DIR`
+// would (so relatime, the default), on a fresh directory.
 func tdMountTmpfs(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "huge=never"); err != nil {
-		t.Fatalf("mount -t tmpfs tmpfs %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("umount %s: %v", dir, err)
-		}
-	})
-	return dir
+	return mountTmpfs(t, t.TempDir(), "")
 }
 
 // tdRun runs one scenario in a fresh directory dir and returns its log.

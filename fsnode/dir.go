@@ -55,6 +55,9 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 	}
 	d.root.tree.RLock()
 	child := d.entries.get(name)
+	if f, ok := child.(*File); ok {
+		f.lookedUp()
+	}
 	d.root.tree.RUnlock()
 	if child == nil {
 		return nil, syscall.ENOENT
@@ -93,6 +96,7 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 		return syscall.ENAMETOOLONG
 	}
 	initNode(child.base(), d.root, d, callerOf(ctx), mode)
+	d.root.awaitInodeRoom()
 	d.root.tree.Lock()
 	if d.entries.get(name) != nil {
 		d.root.tree.Unlock()
@@ -211,6 +215,7 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	ino := d.root.allocIno()
 	f := d.root.newFile(ino)
 	initNode(&f.node, d.root, d, callerOf(ctx), syscall.S_IFREG|mode&07777)
+	d.root.awaitInodeRoom()
 	d.root.tree.Lock()
 	if d.root.inodesFull() {
 		d.root.tree.Unlock()
@@ -238,6 +243,7 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 	if _, isDir := child.(*Dir); isDir {
 		return nil, syscall.EPERM
 	}
+	d.root.awaitInodeRoom()
 	d.root.tree.Lock()
 	if d.entries.get(name) != nil {
 		d.root.tree.Unlock()
@@ -257,7 +263,16 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 		d.root.tree.Unlock()
 		return nil, syscall.ENOENT
 	}
+	if child.base().links() > 0 {
+		// As tmpfs, every name past a node's first costs an inode
+		// (unlinkLocked gives it back); an O_TMPFILE file's first name
+		// does not.
+		d.root.inodes.Add(1)
+	}
 	d.linkLocked(name, child)
+	if isFile {
+		f.lookedUp()
+	}
 	if isFile && len(f.names) == 1 {
 		// A file's first name (an O_TMPFILE file linked into place) is
 		// like a rename into a new path: the rules apply to it.
@@ -297,6 +312,9 @@ func (d *Dir) unlinkLocked(name string, child inode) {
 	}
 	d.entries.remove(name)
 	child.base().addLinks(-1)
+	if child.base().links() > 0 {
+		d.root.inodes.Add(-1) // an extra name's inode (see Link)
+	}
 	child.base().touchCtime()
 	d.touchChange()
 }

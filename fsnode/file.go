@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,8 @@ type File struct {
 	// passthroughSeen: the file has had passthrough handles, so reads and
 	// writes may have reached its backing file without the daemon.
 	passthroughSeen bool
+	// awaitingForget: counted in root.forgets (see forget.go).
+	awaitingForget bool
 	// ownCtime is the backing file's ctime after the daemon last set its
 	// times: a later one means a write the daemon did not see.
 	ownCtime unix.Timespec
@@ -58,28 +61,32 @@ func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 		return f.root.errno("stat", err)
 	}
 	f.mu.Lock()
+	f.absorbBackingTimesLocked(st)
 	f.fillCommonAttrLocked(out)
-	if f.passthroughSeen && st.Residency == spool.OnDisk {
-		// Passthrough reads and writes reach the backing file without
-		// the daemon: its times are the later news. (They were set to
-		// the node's when passthrough began, and explicit changes of
-		// times are copied to it.)
-		laterTime(&out.Atime, &out.Atimensec, st.Atime)
-		laterTime(&out.Mtime, &out.Mtimensec, st.Mtime)
-		if st.Ctime != f.ownCtime {
-			laterTime(&out.Ctime, &out.Ctimensec, st.Ctime)
-		}
-	}
 	f.mu.Unlock()
 	out.Size = uint64(st.Size)
 	out.Blocks = uint64(st.Blocks)
 	return 0
 }
 
-// laterTime sets (sec, nsec) to t if t is later.
-func laterTime(sec *uint64, nsec *uint32, t unix.Timespec) {
-	if t.Sec > int64(*sec) || (t.Sec == int64(*sec) && uint32(t.Nsec) > *nsec) {
-		*sec, *nsec = uint64(t.Sec), uint32(t.Nsec)
+// absorbBackingTimesLocked takes the times of a file that has had
+// passthrough handles from its backing file, which reads and writes reach
+// without the daemon. Every change of times the daemon makes is copied to
+// the backing file (copyTimesToBackingLocked), so its atime and mtime are
+// the file's own, even set into the future or the past. Its ctime also
+// moves when the daemon sets times; a change after that is news, but the
+// node's ctime (chmod, link, ...) may be later still.
+func (f *File) absorbBackingTimesLocked(st spool.Stat) {
+	if !f.passthroughSeen || st.Residency != spool.OnDisk {
+		return
+	}
+	f.atime = timespec{sec: st.Atime.Sec, nsec: uint32(st.Atime.Nsec)}
+	f.mtime = timespec{sec: st.Mtime.Sec, nsec: uint32(st.Mtime.Nsec)}
+	if st.Ctime != f.ownCtime {
+		c := timespec{sec: st.Ctime.Sec, nsec: uint32(st.Ctime.Nsec)}
+		if c.sec > f.ctime.sec || c.sec == f.ctime.sec && c.nsec > f.ctime.nsec {
+			f.ctime = c
+		}
 	}
 }
 
@@ -106,16 +113,33 @@ func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		_, viaFd := in.GetFh()
 		stamp = viaFd || st.Size != int64(size) || st.Blocks > 0
 	}
+	if f.isPassthroughSeen() {
+		// Start from the backing file's times, which passthrough writes
+		// may have moved, so that copying back loses none of them. (A
+		// passthrough write between here and the copy is a race the
+		// daemon cannot close; its mtime is then the setattr's.)
+		if st, err := f.data.Stat(); err == nil {
+			f.mu.Lock()
+			f.absorbBackingTimesLocked(st)
+			f.mu.Unlock()
+		}
+	}
 	f.applySetattr(callerOf(ctx), in, stamp)
-	if _, atime := in.GetATime(); atime || in.Valid&fuse.FATTR_MTIME != 0 {
+	if _, atime := in.GetATime(); atime || in.Valid&fuse.FATTR_MTIME != 0 || stamp {
 		f.copyTimesToBacking()
 	}
 	return f.fillAttr(&out.Attr)
 }
 
+func (f *File) isPassthroughSeen() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.passthroughSeen
+}
+
 // copyTimesToBacking gives the backing file of a file that has had
-// passthrough handles the node's atime and mtime, so that fillAttr's
-// "later of the two" shows them (utimensat to a time in the past, say).
+// passthrough handles the node's atime and mtime (see
+// absorbBackingTimesLocked).
 func (f *File) copyTimesToBacking() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,6 +192,16 @@ func (f *File) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 
 func (f *File) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := f.data.WriteAt(data, off)
+	if n == 0 && errors.Is(err, syscall.ENOSPC) && f.root.forgets.wait(forgetWait) {
+		n, err = f.data.WriteAt(data, off)
+	}
+	if n == 0 && errors.Is(err, syscall.ENOSPC) {
+		// As tmpfs, a write that does not fit in --size writes what
+		// does and returns short; the caller's next write gets ENOSPC.
+		if fit := f.root.store.CapacityRoom(off, len(data)); fit > 0 {
+			n, err = f.data.WriteAt(data[:fit], off)
+		}
+	}
 	if n > 0 {
 		f.touchChange()
 	}
@@ -199,7 +233,11 @@ func (f *File) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size 
 	if off > math.MaxInt64 || size > math.MaxInt64 {
 		return syscall.EFBIG
 	}
-	if err := f.data.Allocate(int64(off), int64(size), mode); err != nil {
+	err := f.data.Allocate(int64(off), int64(size), mode)
+	if errors.Is(err, syscall.ENOSPC) && f.root.forgets.wait(forgetWait) {
+		err = f.data.Allocate(int64(off), int64(size), mode)
+	}
+	if err != nil {
 		return f.root.errno("fallocate", err)
 	}
 	f.touchChange()

@@ -4,13 +4,16 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hanwen/go-fuse/v2/fs"
+
 	"github.com/tmpmount/tmpmount/policy"
 )
 
 // A regular file's life: it gets its policy when made (policy.Entry, kept
 // in File.life under node.mu), counts its handles, and is deleted when the
-// Entry says so: its data freed once it has neither names nor handles, or,
-// under the close policy, every name removed when its last handle goes.
+// Entry says so: its data freed once it has neither names nor handles nor
+// a kernel reference (OnForget), or, under the close policy, every name
+// removed when its last handle goes.
 
 func (r *Root) newFile(ino uint64) *File {
 	return &File{data: r.store.NewFile(ino)}
@@ -77,7 +80,15 @@ func (f *File) newHandle() *handle {
 		return nil
 	}
 	h := &handle{file: f, passthroughFd: -1}
-	if f.root.passthrough.Load() && f.cachedOpens == 0 {
+	// A close-policy file opens in passthrough only while it already has
+	// passthrough handles (its policy changed since; the kernel refuses
+	// to mix the kinds): the kernel maps a passthrough file by swapping in
+	// the backing file, so the FUSE file is released at close(2) while the
+	// mapping lives on, and the file would go by name while still mapped.
+	// A cached open keeps the FUSE file, and the release comes at munmap.
+	usePassthrough := f.passthroughOpens > 0 ||
+		f.cachedOpens == 0 && f.life.Policy() != policy.Close
+	if f.root.passthrough.Load() && usePassthrough {
 		if fd, ok := f.data.BackingFd(); ok {
 			if !f.passthroughSeen {
 				f.copyTimesToBackingLocked()
@@ -90,6 +101,42 @@ func (f *File) newHandle() *handle {
 	}
 	f.cachedOpens++
 	return h
+}
+
+var _ fs.NodeOnForgetter = (*File)(nil)
+
+// OnForget is go-fuse's word that the kernel holds no reference to the
+// file any more. A file with no name and no handle is freed only then: up
+// to that moment the kernel may still open it (an open racing with an
+// unlink or a rename over the file), and on tmpfs that open succeeds.
+func (f *File) OnForget() {
+	f.mu.Lock()
+	action, reason := f.life.Forgotten(int(f.nlink))
+	awaited := f.awaitingForget
+	f.awaitingForget = false
+	f.mu.Unlock()
+	if awaited {
+		defer f.root.forgets.remove() // once the space is free
+	}
+	if action == policy.Free {
+		f.free(reason, f.lastKnownPath())
+	}
+}
+
+// noteAwaitingForgetLocked counts the file in root.forgets once only the
+// kernel's reference keeps it. f.mu must be held.
+func (f *File) noteAwaitingForgetLocked() {
+	if !f.awaitingForget && f.life.AwaitingForget(int(f.nlink)) {
+		f.awaitingForget = true
+		f.root.forgets.add()
+	}
+}
+
+// lookedUp records that the kernel is being handed a reference to the file.
+func (f *File) lookedUp() {
+	f.mu.Lock()
+	f.life.LookedUp()
+	f.mu.Unlock()
 }
 
 // linkable reports whether the file may get a new name: not once deleted
@@ -110,6 +157,7 @@ func (f *File) closeHandle(h *handle) {
 		f.cachedOpens--
 	}
 	action, reason, err := f.life.Close(int(f.nlink))
+	f.noteAwaitingForgetLocked()
 	f.mu.Unlock()
 	if err != nil {
 		f.root.log.Printf("bug: file %d: %v", f.ino(), err)
@@ -158,6 +206,7 @@ func (r *Root) afterUnlink(n inode) {
 	}
 	f.mu.Lock()
 	action, reason := f.life.Unlinked(int(f.nlink))
+	f.noteAwaitingForgetLocked()
 	f.mu.Unlock()
 	if action == policy.Free {
 		f.free(reason, f.lastKnownPath())
@@ -191,6 +240,9 @@ func (r *Root) removeNames(f *File) string {
 		}
 	}
 	f.mu.Lock()
+	if f.nlink > 1 {
+		r.inodes.Add(-int64(f.nlink - 1)) // the extra names' inodes (see Dir.Link)
+	}
 	f.nlink = 0
 	f.ctime = nowTimespec()
 	f.mu.Unlock()

@@ -77,8 +77,9 @@ type Root struct {
 	deletes [3]atomic.Int64 // files deleted, by policy.Reason
 
 	nextIno   atomic.Uint64 // last inode number handed out
-	inodes    atomic.Int64  // nodes that still have a name or an open handle
+	inodes    atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
 	maxInodes int64
+	forgets   pendingForgets // files freed when the kernel forgets them (forget.go)
 
 	// files maps inode numbers to the regular files whose data is not yet
 	// freed, so that raw requests (which carry only a node id) and the
@@ -138,6 +139,14 @@ func (r *Root) rolledOver(ino uint64, size int64) {
 	path := f.pathLocked()
 	r.tree.RUnlock()
 	r.events.rolledOver(f, path, size)
+}
+
+// awaitInodeRoom gives files just deleted a moment to be forgotten when
+// --inodes leaves no room. Call it without root.tree held: OnForget takes it.
+func (r *Root) awaitInodeRoom() {
+	if r.inodesFull() {
+		r.forgets.wait(forgetWait)
+	}
 }
 
 // inodesFull reports whether --inodes leaves no room for another node.

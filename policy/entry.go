@@ -47,8 +47,8 @@ func (r Reason) String() string {
 
 // Entry is one regular file's lifecycle: its policy, where that came from,
 // its open handles (every FUSE open and create counts; the kernel keeps a
-// handle open for as long as a mapping of it exists), and whether it is
-// gone. The link count is the filesystem's; it is passed in. An Entry is
+// handle open for as long as a mapping of it exists), whether the kernel
+// still references it, and whether it is gone. The link count is the filesystem's; it is passed in. An Entry is
 // not safe for concurrent use: the filesystem guards it with the file's
 // lock.
 type Entry struct {
@@ -58,6 +58,11 @@ type Entry struct {
 	source    Source
 	opens     int
 	gone      bool
+	// forgotten: the kernel holds no reference to the file (it sent
+	// FORGET). Until then a file without names or handles keeps its data:
+	// the kernel may still open it, as an open racing with an unlink or a
+	// rename over it does, and tmpfs lets that open succeed.
+	forgotten bool
 }
 
 // NewEntry starts the lifecycle of a file made at path, having inherited
@@ -115,6 +120,8 @@ func (e *Entry) Close(links int) (Action, Reason, error) {
 		return Nothing, 0, nil
 	}
 	switch {
+	case links == 0 && !e.forgotten:
+		return Nothing, 0, nil // Forgotten frees it
 	case links == 0:
 		e.gone = true
 		return Free, ByUnlink, nil
@@ -127,7 +134,30 @@ func (e *Entry) Close(links int) (Action, Reason, error) {
 
 // Unlinked records that a name was removed; links is the count left.
 func (e *Entry) Unlinked(links int) (Action, Reason) {
-	if links > 0 || e.opens > 0 || e.gone {
+	return e.freeIfUnused(links)
+}
+
+// LookedUp records that the kernel has (again) a reference to the file:
+// a lookup, create or link returned it.
+func (e *Entry) LookedUp() { e.forgotten = false }
+
+// Forgotten records that the kernel dropped its last reference to the
+// file; links is its link count.
+func (e *Entry) Forgotten(links int) (Action, Reason) {
+	e.forgotten = true
+	return e.freeIfUnused(links)
+}
+
+// AwaitingForget reports whether only the kernel's reference keeps the
+// file: it has no name (links is 0) and no handle, and is not yet freed.
+func (e *Entry) AwaitingForget(links int) bool {
+	return links == 0 && e.opens == 0 && !e.gone && !e.forgotten
+}
+
+// freeIfUnused frees a file that has no name, no handle and no kernel
+// reference left.
+func (e *Entry) freeIfUnused(links int) (Action, Reason) {
+	if links > 0 || e.opens > 0 || e.gone || !e.forgotten {
 		return Nothing, 0
 	}
 	e.gone = true

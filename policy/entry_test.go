@@ -14,6 +14,8 @@ const (
 	opUnlink                  // Entry.Unlinked(links)
 	opSetOwn                  // Entry.SetOwn(resolver, own, path)
 	opReresolve               // Entry.Reresolve(resolver, path)
+	opForget                  // Entry.Forgotten(links)
+	opLookedUp                // Entry.LookedUp
 )
 
 // errAny stands for "some error" in a step's wantErr.
@@ -47,6 +49,10 @@ func (s step) String() string {
 		return fmt.Sprintf("set-own(%v, %q)", s.own, s.path)
 	case opReresolve:
 		return fmt.Sprintf("reresolve(%q)", s.path)
+	case opForget:
+		return fmt.Sprintf("forget(links=%d)", s.links)
+	case opLookedUp:
+		return "looked-up"
 	}
 	return "?"
 }
@@ -92,7 +98,7 @@ func TestEntryLifecycle(t *testing.T) {
 			},
 		},
 		{
-			name: "unlink while open frees at the last close",
+			name: "unlink while open frees at the forget after the last close",
 			def:  Unmount, path: "a",
 			wantPolicy: Unmount, wantSource: FromDefault,
 			steps: []step{
@@ -100,17 +106,44 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 2},
 				{op: opUnlink, links: 0, wantOpens: 2},
 				{op: opClose, links: 0, wantOpens: 1},
-				{op: opClose, links: 0, wantOpens: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opClose, links: 0, wantOpens: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 			},
 		},
 		{
-			name: "unlink with no handle frees at once",
+			name: "unlink with no handle frees at the kernel's forget",
 			def:  Unmount, path: "a",
 			wantPolicy: Unmount, wantSource: FromDefault,
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
 				{op: opClose, links: 1, wantOpens: 0},
+				{op: opUnlink, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+			},
+		},
+		{
+			// The kernel can evict a named file's inode and look it up
+			// again; only a forget after the last name counts.
+			name: "forgotten while named, looked up again, unlinked: freed at the next forget",
+			def:  Unmount, path: "a",
+			wantPolicy: Unmount, wantSource: FromDefault,
+			steps: []step{
+				{op: opForget, links: 1},
+				{op: opLookedUp},
+				{op: opUnlink, links: 0},
+				{op: opOpen, wantOpens: 1}, // an open that raced with the unlink
+				{op: opClose, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+			},
+		},
+		{
+			name: "forgotten while named and never looked up again: the unlink frees",
+			def:  Unmount, path: "a",
+			wantPolicy: Unmount, wantSource: FromDefault,
+			steps: []step{
+				{op: opForget, links: 1},
 				{op: opUnlink, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opForget, links: 0, wantGone: true},
 			},
 		},
 		{
@@ -135,7 +168,8 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 2},
 				{op: opUnlink, links: 0, wantOpens: 2},
 				{op: opClose, links: 0, wantOpens: 1},
-				{op: opClose, links: 0, wantOpens: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opClose, links: 0, wantOpens: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 			},
 		},
 		{
@@ -143,7 +177,8 @@ func TestEntryLifecycle(t *testing.T) {
 			def:  Close, path: "a",
 			wantPolicy: Close, wantSource: FromDefault,
 			steps: []step{
-				{op: opUnlink, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opUnlink, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 			},
 		},
 		{
@@ -154,7 +189,8 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opUnlink, links: 1},
 				{op: opOpen, wantOpens: 1},
 				{op: opClose, links: 1},
-				{op: opUnlink, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opUnlink, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 			},
 		},
 		{
@@ -231,7 +267,8 @@ func TestEntryLifecycle(t *testing.T) {
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
 				{op: opUnlink, links: 0, wantOpens: 1},
-				{op: opClose, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opClose, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 			},
 		},
 		{
@@ -239,7 +276,8 @@ func TestEntryLifecycle(t *testing.T) {
 			def:  Unmount, path: "a",
 			wantPolicy: Unmount, wantSource: FromDefault,
 			steps: []step{
-				{op: opUnlink, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opUnlink, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 				{op: opOpen, wantErr: ErrGone, wantGone: true},
 				{op: opOpen, wantErr: ErrGone, wantGone: true},
 			},
@@ -275,7 +313,8 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 1},
 				{op: opClose, links: 1},
 				{op: opClose, links: 1, wantErr: errAny},
-				{op: opUnlink, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opUnlink, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 				{op: opClose, links: 0, wantErr: errAny, wantGone: true},
 			},
 		},
@@ -307,7 +346,8 @@ func TestEntryLifecycle(t *testing.T) {
 			wantPolicy: Unmount, wantSource: FromDefault,
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
-				{op: opClose, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
+				{op: opClose, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByUnlink, wantGone: true},
 				{op: opOpen, wantErr: ErrGone, wantGone: true},
 			},
 		},
@@ -384,6 +424,10 @@ func TestEntryLifecycle(t *testing.T) {
 					e.SetOwn(r, s.own, s.path)
 				case opReresolve:
 					e.Reresolve(r, s.path)
+				case opForget:
+					action, reason = e.Forgotten(s.links)
+				case opLookedUp:
+					e.LookedUp()
 				default:
 					t.Fatalf("step %d: unknown op %d", i, s.op)
 				}
@@ -447,7 +491,8 @@ func TestEntryCloseErrorKeepsState(t *testing.T) {
 }
 
 // TestEntryFreedOnce: whatever the order of the last unlink and the last
-// close, the data is freed (or its names removed) exactly once.
+// close, followed by the kernel's forget, the data is freed (or its names
+// removed) exactly once.
 func TestEntryFreedOnce(t *testing.T) {
 	for _, p := range []Policy{Close, Unmount, Keep} {
 		for _, opens := range []int{0, 1, 3} {
@@ -490,6 +535,8 @@ func TestEntryFreedOnce(t *testing.T) {
 						a, _ := e.Unlinked(0)
 						count("unlink after the closes", a)
 					}
+					a, _ := e.Forgotten(0)
+					count("forget", a)
 					if deletions != 1 {
 						t.Errorf("got %d deletions, want 1", deletions)
 					}
@@ -500,4 +547,31 @@ func TestEntryFreedOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestEntryAwaitingForget: only a file with no name, no handle and no
+// deletion yet waits for the kernel's forget, and stops at it.
+func TestEntryAwaitingForget(t *testing.T) {
+	r := &Resolver{Default: Unmount}
+	e := NewEntry(r, "a", Unset)
+	check := func(what string, links int, want bool) {
+		t.Helper()
+		if got := e.AwaitingForget(links); got != want {
+			t.Errorf("%s: AwaitingForget(%d) = %v, want %v", what, links, got, want)
+		}
+	}
+	check("named", 1, false)
+	if err := e.Open(); err != nil {
+		t.Fatal(err)
+	}
+	e.Unlinked(0)
+	check("unlinked while open", 0, false)
+	if a, _, _ := e.Close(0); a != Nothing {
+		t.Fatalf("last close before the forget: action %v, want nothing", a)
+	}
+	check("unlinked and closed", 0, true)
+	if a, _ := e.Forgotten(0); a != Free {
+		t.Fatalf("forget: action %v, want free", a)
+	}
+	check("freed", 0, false)
 }

@@ -231,3 +231,20 @@ func (f *File) diskGrowth(off, end int64) int64 {
 	}
 	return min(ceilPages(grow), maxPageIndex) * PageSize
 }
+
+// CapacityRoom is how many of n bytes written at off fit in what the
+// capacity has left, counting every page they touch as new: 0 when there
+// is no capacity or the room is less than the write's first page, and
+// less than n otherwise. A write that failed with ENOSPC can be retried
+// with that many bytes, to write what fits as tmpfs does.
+func (s *Store) CapacityRoom(off int64, n int) int {
+	if s.sizeLimit == 0 {
+		return 0
+	}
+	room := s.sizeLimit - s.ramBytes.Load() - s.diskBytes.Load()
+	if room <= 0 {
+		return 0
+	}
+	fit := (off/PageSize+room/PageSize)*PageSize - off
+	return int(min(max(fit, 0), int64(n)-1))
+}

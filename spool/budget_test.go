@@ -1442,3 +1442,46 @@ func BenchmarkWriteRAMRandom4KiB(b *testing.B) {
 		})
 	}
 }
+
+// TestCapacityRoom checks the retry a caller makes after ENOSPC to write
+// what fits, as tmpfs does: the prefix it names is written in full and
+// fills the capacity exactly when the write's pages are all new.
+func TestCapacityRoom(t *testing.T) {
+	const limit = 16 * PageSize
+	s := openBudgetStore(t, Config{SizeLimit: limit})
+	f := newBudgetFile(t, s, 1)
+	data := randomBytes(41, 10*PageSize+100)
+	mustWrite(t, f, data, 0)
+	more := randomBytes(42, 10*PageSize)
+	off := int64(len(data))
+	if _, err := f.WriteAt(more, off); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("WriteAt(%d bytes) past the capacity: %v, want ENOSPC", len(more), err)
+	}
+	// The write's first page is present (the file ends inside it), but
+	// the room counts it as new: 5 pages from its start fit, one short
+	// of what could. The next retry, from there, takes that page.
+	for _, want := range []int{
+		(10+5)*PageSize - int(off),
+		PageSize,
+	} {
+		fit := s.CapacityRoom(off, len(more))
+		if fit != want {
+			t.Fatalf("CapacityRoom(%d, %d) = %d, want %d", off, len(more), fit, want)
+		}
+		mustWrite(t, f, more[:fit], off)
+		data = append(data, more[:fit]...)
+		off += int64(fit)
+		more = more[fit:]
+	}
+	wantContent(t, f, data)
+	if got := s.Stats().RAMBytes; got != limit {
+		t.Errorf("after the short writes: RAMBytes = %d, want the capacity %d", got, limit)
+	}
+	if got := s.CapacityRoom(off, len(more)); got != 0 {
+		t.Errorf("CapacityRoom with the capacity full = %d, want 0", got)
+	}
+	unlimited := openBudgetStore(t, Config{})
+	if got := unlimited.CapacityRoom(0, 1<<20); got != 0 {
+		t.Errorf("CapacityRoom without a capacity = %d, want 0", got)
+	}
+}
