@@ -20,6 +20,9 @@ go test -race -count=1 -timeout 10m "$@" ./spool/... ./policy/... ./fsnode/... .
 echo "== e2e tests (daemon built with the race detector)"
 E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
 
+echo "== e2e memory tests (daemon built without the race detector, whose RSS they measure)"
+go test -count=1 -timeout 10m -run 'TestLimitsMemoryBudget|TestLimitsHostileInput/RSS' "$@" ./e2e/...
+
 # A test that leaves a mount behind would break the next run.
 if grep -q ' fuse.tmpmount ' /proc/self/mountinfo; then
 	echo "a tmpmount mount was left behind:" >&2
