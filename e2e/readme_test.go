@@ -38,7 +38,14 @@ const readmeScratchMount = "/mnt/scratch"
 // the device files it reads. A block naming anything else (a path on the
 // machine the test must not touch) is "not covered" until it is added here
 // or to readmeNotRun.
-var readmeAllowedPaths = []string{readmeRoot, readmeScratchMount, "/dev/zero", "/dev/urandom", "/dev/null"}
+var readmeAllowedPaths = []string{readmeRoot, readmeScratchMount, readmeMountHelperPath, "/dev/zero", "/dev/urandom", "/dev/null"}
+
+// readmeMountHelperPath is where the README installs tmpmount for
+// mount(8), whose mount.fuse looks for it in a fixed PATH. Blocks that use
+// readmeScratchMount run in a private mount namespace in which a temporary
+// directory is bind-mounted there, so the install touches nothing of the
+// machine's and mount(8) runs the binary under test.
+const readmeMountHelperPath = "/usr/local/bin"
 
 // readmeBlockTimeout bounds one block (each takes well under a second or
 // two when tmpmount works; a mount that never comes up would otherwise spin
@@ -316,6 +323,14 @@ func readmeRunBlock(t *testing.T, repo string, b readmeShBlock) {
 	ctx, cancel := context.WithTimeout(context.Background(), readmeBlockTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-eu", "-c", script)
+	if usesScratchMount {
+		helperDir := t.TempDir()
+		if err := os.Symlink(tmpmountBin, filepath.Join(helperDir, "tmpmount")); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "--",
+			"sh", "-c", `mount --bind "$0" "$1" && exec sh -eu -c "$2"`, helperDir, readmeMountHelperPath, script)
+	}
 	cmd.Dir = env.repo
 	cmd.Env = env.environ
 	var out bytes.Buffer

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +61,17 @@ func checkMountpoint(path string, logger *log.Logger) (string, error) {
 	}
 	if mounted {
 		return "", fmt.Errorf("mount point %s is already mounted (%s): unmount it first or choose another directory", abs, fstype)
+	}
+	if os.Geteuid() != 0 {
+		// fusermount3's own checks, made here so that the user reads one
+		// line that says what to do instead of fusermount3's message and
+		// an exit code.
+		if unix.Access(abs, unix.W_OK) != nil {
+			return "", explainMountError(errors.New("no write access to mountpoint"), nil, abs)
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && st.Mode()&os.ModeSticky != 0 && int(sys.Uid) != os.Getuid() {
+			return "", explainMountError(errors.New("sticky directory"), nil, abs)
+		}
 	}
 	return abs, nil
 }
