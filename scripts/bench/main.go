@@ -5,9 +5,11 @@
 //	go run ./scripts/bench [flags]
 //	go run ./scripts/bench -quick          # tiny sizes, 1 run, data checked
 //	go run ./scripts/bench -variant a=/tmp/a -variant ram=/tmp/a,--max-size=0
+//	go run ./scripts/bench -only big-        # only the big-file workloads
 //
-// Every number is a throughput (MB/s or ops/s): higher is better, and a
-// ratio above 1 means faster than the reference.
+// Throughputs (MB/s, ops/s) are higher-is-better; times (s) and memory
+// (MiB, B/file) lower-is-better. A ratio is median / reference median in
+// the row's unit: above 1 is faster for a throughput, slower for a time.
 package main
 
 import (
@@ -39,10 +41,17 @@ type config struct {
 	variants   []*variant // the tmpmount variants, in command-line order
 	runs       int
 	quick      bool
-	seqSize    int64 // bytes of the seq-write/seq-read file
-	smallCount int   // files of small-*
-	mibCount   int   // files of mib-*
-	verify     bool  // check the data read back
+	seqSize    int64         // bytes of the seq-write/seq-read file
+	smallCount int           // files of small-*
+	mibCount   int           // files of mib-*
+	bigSize    int64         // bytes of the big-* file
+	bigOps     int           // operations of each random big-* workload ...
+	bigTime    time.Duration // ... unless this time runs out first
+	rssFiles   int           // empty files of rss-100k
+	assets     *assets       // what tree-*, compile and run-true use (real.go)
+	only       []string      // workload name prefixes to run; nil: all
+	workloads  []workload    // what -only selects, in run order
+	verify     bool          // check the data read back
 	dropCaches string
 	jsonPath   string
 }
@@ -89,21 +98,28 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	cfg := &config{}
+	cfg := &config{assets: &assets{treeDirs: treeDirsFull, modImport: compileImports, runTrueRuns: 5}}
 	var variants variantsFlag
 	seqSize := sizeFlag(1 << 30)
+	bigSize := sizeFlag(2 << 30)
+	var only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	// Errors are printed once, by realMain; only -help prints the usage.
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.repo, "repo", "", "tmpmount repository root (default: found from the working directory)")
 	fs.StringVar(&cfg.bin, "bin", "", "tmpmount binary to use instead of building one")
-	fs.Var(&variants, "variant", "tmpmount variant `name=PATH[,flag,flag...]`, repeatable; an empty PATH means the built (or -bin) binary\n(default: tmpmount= and tmpmount-ram=,--max-size=0)")
+	fs.Var(&variants, "variant", "tmpmount variant `name=PATH[,flag,flag...]`, repeatable; an empty PATH means the built (or -bin) binary\n(default: tmpmount= , tmpmount-nopt=,--no-passthrough and tmpmount-ram=,--max-size=0)")
 	fs.StringVar(&cfg.diskDir, "disk-dir", "/var/tmp", "directory on the disk to compare with; spill dirs and mount points go there too")
 	fs.IntVar(&cfg.runs, "runs", 3, "repetitions, interleaved across targets")
-	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: seq 64 MiB, 500 small files, 20 MiB files, 1 run, data verified; no timing asserted")
+	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: seq 64 MiB, 500 small files, 20 MiB files, big 64 MiB and 2000 ops, tree src/fmt+src/strconv, compile of an import-free main, run-true 2 times, rss 20000 files, 1 run, data verified; no timing asserted")
 	fs.Var(&seqSize, "seq-size", "`SIZE` of the seq-write file, a multiple of 1 MiB (e.g. 1G, 64M)")
 	fs.IntVar(&cfg.smallCount, "small-count", 10000, "number of 4 KiB files for small-*")
 	fs.IntVar(&cfg.mibCount, "mib-count", 500, "number of 1 MiB files for mib-*")
+	fs.Var(&bigSize, "big-size", "`SIZE` of the big-* file, a multiple of 1 MiB; above tmpmount's --max-size, so that it rolls over to the spill disk")
+	fs.IntVar(&cfg.bigOps, "big-ops", defaultBigOps, "4 KiB operations of each random big-* workload (big-rand-read, big-rand-write, big-mmap-rand-rw) ...")
+	fs.DurationVar(&cfg.bigTime, "big-time", defaultBigTime, "... unless this time budget runs out first (the rate is of the operations done)")
+	fs.IntVar(&cfg.rssFiles, "rss-files", 100000, "number of empty files rss-100k creates")
+	fs.StringVar(&only, "only", "", "run only the workloads whose names start with one of these comma-separated `PREFIXES` (e.g. big-), and those whose files they read")
 	fs.BoolVar(&cfg.verify, "verify", false, "check every byte read back against what was written (on with -quick)")
 	fs.StringVar(&cfg.dropCaches, "drop-caches", dropDisk, "before read workloads, sync and drop the page cache on: disk, all (every target), none")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the raw results to `FILE` as JSON")
@@ -122,6 +138,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	cfg.seqSize = int64(seqSize)
+	cfg.bigSize = int64(bigSize)
+	if only != "" {
+		cfg.only = strings.Split(only, ",")
+	}
 	if cfg.quick {
 		applyQuick(cfg, set)
 	}
@@ -129,10 +149,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if len(cfg.variants) == 0 {
 		cfg.variants = []*variant{
 			{name: "tmpmount"},
+			{name: "tmpmount-nopt", args: []string{"--no-passthrough"}},
 			{name: "tmpmount-ram", args: []string{"--max-size=0"}},
 		}
 	}
-	return cfg, checkConfig(cfg)
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	var err error
+	cfg.workloads, err = selectWorkloads(cfg.only)
+	return cfg, err
 }
 
 // applyQuick shrinks what the command line did not set explicitly.
@@ -146,6 +172,18 @@ func applyQuick(cfg *config, set map[string]bool) {
 	if !set["mib-count"] {
 		cfg.mibCount = 20
 	}
+	if !set["big-size"] {
+		cfg.bigSize = 64 * mib
+	}
+	if !set["big-ops"] {
+		cfg.bigOps = 2000
+	}
+	if !set["rss-files"] {
+		cfg.rssFiles = 20000
+	}
+	cfg.assets.treeDirs = treeDirsQuick
+	cfg.assets.modImport = compileImportsQuick
+	cfg.assets.runTrueRuns = 2
 	if !set["runs"] {
 		cfg.runs = 1
 	}
@@ -160,8 +198,12 @@ func checkConfig(cfg *config) error {
 		return fmt.Errorf("-runs %d: need at least 1", cfg.runs)
 	case cfg.seqSize < mib || cfg.seqSize%mib != 0:
 		return fmt.Errorf("-seq-size %d: must be a positive multiple of 1 MiB (the write size)", cfg.seqSize)
-	case cfg.smallCount < 1 || cfg.mibCount < 1:
-		return fmt.Errorf("-small-count and -mib-count must be at least 1")
+	case cfg.smallCount < 1 || cfg.mibCount < 1 || cfg.rssFiles < 1:
+		return fmt.Errorf("-small-count, -mib-count and -rss-files must be at least 1")
+	case cfg.bigSize < mib || cfg.bigSize%mib != 0:
+		return fmt.Errorf("-big-size %d: must be a positive multiple of 1 MiB (the write size)", cfg.bigSize)
+	case cfg.bigOps < 1 || cfg.bigTime <= 0:
+		return fmt.Errorf("-big-ops and -big-time must be positive")
 	}
 	switch cfg.dropCaches {
 	case dropDisk, dropAll, dropNone:
@@ -278,6 +320,9 @@ func run(cfg *config, cl *cleaner, stdout, stderr io.Writer) error {
 	if err := resolveBinaries(cfg, work, stderr); err != nil {
 		return err
 	}
+	if err := prepareAssets(cfg, work, stderr); err != nil {
+		return err
+	}
 	targets := makeTargets(cfg)
 	// The probe mounts every target once before any timing: a broken
 	// variant fails in seconds, and the header can show the mount options.
@@ -301,7 +346,7 @@ func run(cfg *config, cl *cleaner, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	rows := summarize(targets, results)
+	rows := summarize(targets, cfg.workloads, results)
 	printTable(stdout, rows, cfg)
 	fmt.Fprintln(stdout)
 	checkMounts(stdout, targets, results)

@@ -39,6 +39,14 @@ type header struct {
 	SeqSize     int64         `json:"seq_size"`
 	SmallCount  int           `json:"small_count"`
 	MibCount    int           `json:"mib_count"`
+	BigSize     int64         `json:"big_size"`
+	BigOps      int           `json:"big_ops"`
+	BigTime     string        `json:"big_time"`
+	Tree        string        `json:"tree,omitempty"`    // what tree-* extract
+	Compile     string        `json:"compile,omitempty"` // what compile builds
+	RunTrueRuns int           `json:"run_true_runs,omitempty"`
+	RSSFiles    int           `json:"rss_files,omitempty"`
+	Workloads   []string      `json:"workloads"` // those run (-only)
 	Verify      bool          `json:"verify"`
 	DropCaches  string        `json:"drop_caches"`
 	Method      []string      `json:"method"`
@@ -53,6 +61,9 @@ type variantInfo struct {
 	Version string      `json:"version"` // tmpmount --version
 	Build   string      `json:"build"`   // from the binary's build info
 	Mount   *mountEntry `json:"mount"`   // as /proc/self/mountinfo showed the probe mount
+	// Passthrough as the probe daemon's "serving" line gave it: "on", or
+	// "off (reason)".
+	Passthrough string `json:"passthrough"`
 }
 
 func collectHeader(cfg *config, work string, targets []*target) *header {
@@ -70,9 +81,34 @@ func collectHeader(cfg *config, work string, targets []*target) *header {
 		SeqSize:     cfg.seqSize,
 		SmallCount:  cfg.smallCount,
 		MibCount:    cfg.mibCount,
+		BigSize:     cfg.bigSize,
+		BigOps:      cfg.bigOps,
+		BigTime:     cfg.bigTime.String(),
 		Verify:      cfg.verify,
 		DropCaches:  cfg.dropCaches,
 		Method:      method(cfg),
+	}
+	a := cfg.assets
+	for _, wl := range cfg.workloads {
+		h.Workloads = append(h.Workloads, wl.name)
+		switch {
+		case strings.HasPrefix(wl.name, "tree-"):
+			var dirs []string
+			for _, d := range a.treeDirs {
+				dirs = append(dirs, filepath.Join(a.goroot, d))
+			}
+			h.Tree = fmt.Sprintf("%s: %d files, %s (largest %s)", strings.Join(dirs, " "), a.treeFiles, human(a.treeBytes), a.treeLargest)
+		case wl.name == "compile":
+			imports := strings.Join(a.modImport, " ")
+			if imports == "" {
+				imports = "nothing (the runtime only)"
+			}
+			h.Compile = "a main package importing " + imports
+		case wl.name == "run-true":
+			h.RunTrueRuns = a.runTrueRuns
+		case strings.HasPrefix(wl.name, "rss-"):
+			h.RSSFiles = cfg.rssFiles
+		}
 	}
 	for _, t := range targets {
 		switch t.kind {
@@ -90,7 +126,7 @@ func collectHeader(cfg *config, work string, targets []*target) *header {
 func describeVariant(t *target, work string) variantInfo {
 	v := t.variant
 	vi := variantInfo{
-		Name: v.name, Binary: v.bin, Flags: v.args, Mount: t.probed,
+		Name: v.name, Binary: v.bin, Flags: v.args, Mount: t.probed, Passthrough: t.passthrough,
 		// The probe's paths stand for the fresh ones of every run.
 		Command: strings.ReplaceAll(t.cmdline, work+"/", "WORK/"),
 		SHA256:  fileSHA256(v.bin),
@@ -120,23 +156,51 @@ func describeVariant(t *target, work string) variantInfo {
 func method(cfg *config) []string {
 	m := []string{
 		fmt.Sprintf("%d run(s), interleaved: each run visits every target once, the order rotated by one each run; every visit gets a fresh tmpfs, directory, or tmpmount mount and spill dir", cfg.runs),
-		"every value is a throughput: MB/s (10^6 bytes/s) or ops/s; higher is better",
+		"throughputs, MB/s (10^6 bytes/s) and ops/s: higher is better; times, s, and memory, MiB (2^20 bytes) and B/file: lower is better",
 		"untimed before every workload: sync(2) and a Go GC",
 	}
-	switch cfg.dropCaches {
-	case dropDisk:
-		m = append(m, "untimed before seq-read, small-stat, small-read, mib-read on disk: sync; echo 3 > /proc/sys/vm/drop_caches (cold reads from the disk); not on tmpfs or tmpmount, whose reads may come from the page cache")
-	case dropAll:
-		m = append(m, "untimed before seq-read, small-stat, small-read, mib-read on every target: sync; echo 3 > /proc/sys/vm/drop_caches (tmpmount reads go to the daemon)")
-	case dropNone:
-		m = append(m, "page caches never dropped: disk reads may come from RAM")
+	var reads, every, warm []string
+	big := false
+	for _, wl := range cfg.workloads {
+		if wl.reads {
+			reads = append(reads, wl.name)
+		}
+		if wl.dropEvery {
+			every = append(every, wl.name)
+		}
+		if wl.spillGoal > 0 {
+			big = true
+			if !wl.dropEvery && wl.after != "" {
+				warm = append(warm, wl.name)
+			}
+		}
+	}
+	switch {
+	case cfg.dropCaches == dropNone:
+		m = append(m, "page caches never dropped (-drop-caches=none): disk reads may come from RAM")
+	case len(reads) > 0 && cfg.dropCaches == dropDisk:
+		m = append(m, "untimed before "+strings.Join(reads, ", ")+" on disk: sync; echo 3 > /proc/sys/vm/drop_caches (cold reads from the disk); not on tmpfs or tmpmount, whose reads may come from the page cache")
+	case len(reads) > 0 && cfg.dropCaches == dropAll:
+		m = append(m, "untimed before "+strings.Join(reads, ", ")+" on every target: sync; echo 3 > /proc/sys/vm/drop_caches (tmpmount reads go to the daemon)")
+	}
+	if len(every) > 0 && cfg.dropCaches != dropNone {
+		m = append(m, "untimed before "+strings.Join(every, ", ")+" on EVERY target (whatever -drop-caches says): sync; echo 3 > /proc/sys/vm/drop_caches, so that disk, passthrough and daemon reads all start cold")
 	}
 	m = append(m, "writes are not fsync'd: disk write numbers are page-cache numbers until the dirty limits (vm.dirty_ratio "+readTrim("/proc/sys/vm/dirty_ratio")+"%) are reached")
-	for _, wl := range workloads {
+	if big {
+		m = append(m,
+			fmt.Sprintf("big-*: one file of %s, above tmpmount's default --max-size (8 MiB), so it rolls over to the spill disk while big-seq-write writes it (\"tmpmount data in\" shows where it was); every big-* workload opens it afresh, so that on tmpmount with passthrough on the kernel serves it from the backing file; the disk target is the spill filesystem (spill dirs are made in %s)", human(cfg.bigSize), cfg.diskDir),
+			fmt.Sprintf("big-* random workloads: %d operations of 4 KiB each, or as many as fit in %v, at random 4 KiB-aligned offsets from a fixed seed (the same on every target and run); reported as operations per second", cfg.bigOps, cfg.bigTime),
+		)
+		if len(warm) > 0 {
+			m = append(m, strings.Join(warm, ", ")+": caches not dropped: the file's pages are warm (from the workloads before) on every target")
+		}
+	}
+	for _, wl := range cfg.workloads {
 		m = append(m, fmt.Sprintf("%s: %s", wl.name, wl.timed))
 	}
 	if cfg.verify {
-		m = append(m, "verify: every byte read is compared with the pattern written (stamped per file and MiB); sizes and EOF checked")
+		m = append(m, "verify: every byte read is compared with what was written (the pattern stamped per file and MiB; big-*: and the random writes, each stamped with its number and place; after big-rand-write the chunks it wrote, after big-mmap-rand-rw the whole file, are read back on a fresh open); sizes and EOF checked")
 	} else {
 		m = append(m, "verify: off (sizes are still checked; -verify or -quick compares the data)")
 	}
@@ -153,7 +217,20 @@ func printHeader(w io.Writer, h *header) {
 	p("load", "%s (1, 5, 15 min averages before the runs: anything else running skews the numbers)", h.LoadStart)
 	p("go", "%s", h.GoVersion)
 	p("go-fuse", "%s (go.mod)", h.GoFuseGoMod)
-	p("sizes", "seq %s; small %d × 4 KiB; mib %d × 1 MiB", human(h.SeqSize), h.SmallCount, h.MibCount)
+	p("sizes", "seq %s; small %d × 4 KiB; mib %d × 1 MiB; big %s, random: %d × 4 KiB or %s", human(h.SeqSize), h.SmallCount, h.MibCount, human(h.BigSize), h.BigOps, h.BigTime)
+	if h.Tree != "" {
+		p("tree", "%s", h.Tree)
+	}
+	if h.Compile != "" {
+		p("compile", "%s", h.Compile)
+	}
+	if h.RunTrueRuns > 0 {
+		p("run-true", "median of %d runs per bench run", h.RunTrueRuns)
+	}
+	if h.RSSFiles > 0 {
+		p("rss", "%d empty files", h.RSSFiles)
+	}
+	p("workloads", "%s", strings.Join(h.Workloads, ", "))
 	fmt.Fprintln(w, "targets:")
 	width := len("tmpfs")
 	for _, v := range h.Variants {
@@ -166,6 +243,7 @@ func printHeader(w io.Writer, h *header) {
 		t(v.Name, "%s", v.Command)
 		t("", "%s; built with %s; sha256 %s", v.Version, v.Build, v.SHA256)
 		t("", "seen as %s", v.Mount)
+		t("", "passthrough %s (its \"serving\" line)", v.Passthrough)
 	}
 	fmt.Fprintln(w, "method:")
 	for _, line := range h.Method {

@@ -37,6 +37,9 @@ type target struct {
 	variant *variant    // tmpmount targets only
 	probed  *mountEntry // what the probe mount looked like (disk: the fs holding it)
 	cmdline string      // tmpmount targets: how the probe daemon was started
+	// passthrough is tmpmount's FUSE passthrough state as the probe
+	// daemon's "serving" line gave it: "on" or "off (reason)".
+	passthrough string
 }
 
 func makeTargets(cfg *config) []*target {
@@ -52,12 +55,15 @@ func makeTargets(cfg *config) []*target {
 
 // instance is one fresh mount (or directory) of a target.
 type instance struct {
-	target *target
-	dir    string      // where the workloads run
-	mount  *mountEntry // nil for the disk target
-	pid    int         // the daemon, for tmpmount targets
-	cl     *cleaner
-	steps  []*cleanStep // what teardown undoes, newest last
+	target      *target
+	dir         string      // where the workloads run
+	mount       *mountEntry // nil for the disk target
+	pid         int         // the daemon, for tmpmount targets
+	passthrough string      // tmpmount targets: as this daemon's "serving" line says
+	work        string      // the bench's work dir, where the instance was made
+	label       string      // the run's label: run1, probe...
+	cl          *cleaner
+	steps       []*cleanStep // what teardown undoes, newest last
 }
 
 // add registers an undo step both globally (for Ctrl-C and errors) and
@@ -78,7 +84,7 @@ func (in *instance) teardown() error {
 
 // setup makes a fresh instance of t under work.
 func setup(cl *cleaner, work string, t *target, label string) (*instance, error) {
-	in := &instance{target: t, cl: cl}
+	in := &instance{target: t, cl: cl, work: work, label: label}
 	var err error
 	switch t.kind {
 	case kindTmpfs:
@@ -101,6 +107,7 @@ func probe(cl *cleaner, work string, t *target) error {
 		return fmt.Errorf("%s: %w", t.name, err)
 	}
 	t.probed = in.mount
+	t.passthrough = in.passthrough
 	if t.kind == kindDisk {
 		if t.probed, err = mountContaining(in.dir); err != nil {
 			return errors.Join(err, in.teardown())
@@ -150,7 +157,13 @@ func (in *instance) mountTmpmount(work, label string) error {
 	}
 	in.pid = d.cmd.Process.Pid
 	in.dir = mp
-	in.mount, err = d.waitMounted(mountDeadline)
+	if in.mount, err = d.waitMounted(mountDeadline); err != nil {
+		return err
+	}
+	// The daemon decides on passthrough after the mount appears and says
+	// so in its "serving" line: a file opened before that line would not
+	// be a passthrough one, so every instance waits for it.
+	in.passthrough, err = d.waitServing(mountDeadline)
 	return err
 }
 
@@ -257,6 +270,49 @@ func (d *daemon) waitMounted(deadline time.Duration) (*mountEntry, error) {
 	}
 }
 
+// waitServing waits for the daemon's "serving ..." line and returns its
+// passthrough state: "on", or "off (reason)".
+func (d *daemon) waitServing(deadline time.Duration) (string, error) {
+	end := time.Now().Add(deadline)
+	for {
+		if line, ok := d.servingLine(); ok {
+			_, state, found := strings.Cut(line, ", passthrough ")
+			if !found {
+				return "unknown (the serving line does not say: an older tmpmount?)", nil
+			}
+			// The line ends with the ")" that closes "(max-size ...".
+			return strings.TrimSuffix(strings.TrimSpace(state), ")"), nil
+		}
+		select {
+		case <-d.done:
+			d.told = true
+			return "", fmt.Errorf("%s exited after mounting: %v\n%s", strings.Join(d.cmd.Args, " "), d.waitErr, d.logTail(20))
+		default:
+		}
+		if time.Now().After(end) {
+			return "", fmt.Errorf("tmpmount at %s printed no \"serving\" line within %v\n%s", d.mp, deadline, d.logTail(20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// servingLine returns the daemon's "serving ..." log line, if it has
+// printed it.
+func (d *daemon) servingLine() (string, bool) {
+	st, err := d.log.Stat()
+	if err != nil {
+		return "", false
+	}
+	buf := make([]byte, min(st.Size(), 1<<20))
+	n, _ := d.log.ReadAt(buf, 0)
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if line = strings.TrimPrefix(line, "tmpmount: "); strings.HasPrefix(line, "serving ") {
+			return line, true
+		}
+	}
+	return "", false
+}
+
 // stop unmounts with umount(2), waits for the daemon to exit, and checks
 // that it exited with 0 and left its spill parent empty, as it promises.
 func (d *daemon) stop(force bool) error {
@@ -338,27 +394,48 @@ func preflight(cfg *config) error {
 		return fmt.Errorf("-disk-dir %s is not a directory", cfg.diskDir)
 	}
 	cfg.diskDir = dir
+	if err := findAssets(cfg); err != nil {
+		return err
+	}
 	return checkSpace(cfg)
 }
 
 // checkSpace makes sure one target's data fits on the disk and in RAM:
-// only one target holds data at a time.
+// only one target holds data at a time. It counts the files of every
+// selected workload as if they were there at once.
 func checkSpace(cfg *config) error {
-	need := cfg.seqSize + int64(cfg.mibCount)*mib + int64(cfg.smallCount)*4096
+	var need int64
+	for _, wl := range cfg.workloads {
+		switch wl.name {
+		case "seq-write":
+			need += cfg.seqSize
+		case "small-create":
+			need += int64(cfg.smallCount) * smallSize
+		case "mib-write":
+			need += int64(cfg.mibCount) * mib
+		case "big-seq-write":
+			need += cfg.bigSize
+		case "tree-extract":
+			// The tarball (on the disk) and the tree, with a block per file.
+			need += 2*cfg.assets.treeBytes + int64(cfg.assets.treeFiles)*4096
+		case "compile":
+			need += 256 * mib // the cache (about 50 MiB) and the binary
+		}
+	}
 	need += need/10 + 64*mib
 	var st unix.Statfs_t
 	if err := unix.Statfs(cfg.diskDir, &st); err != nil {
 		return fmt.Errorf("statfs %s: %w", cfg.diskDir, err)
 	}
 	if avail := int64(st.Bavail) * st.Bsize; avail < need {
-		return fmt.Errorf("-disk-dir %s has %s free; the workloads need about %s: free some space, choose another -disk-dir, or lower -seq-size / -mib-count", cfg.diskDir, human(avail), human(need))
+		return fmt.Errorf("-disk-dir %s has %s free; the workloads need about %s: free some space, choose another -disk-dir, or lower -seq-size / -mib-count / -big-size", cfg.diskDir, human(avail), human(need))
 	}
 	mem := meminfo()
 	if total := mem["MemTotal"]; total > 0 && need > total/2 {
-		return fmt.Errorf("a default tmpfs holds half the RAM (%s), less than the %s the workloads write: lower -seq-size or -mib-count", human(total/2), human(need))
+		return fmt.Errorf("a default tmpfs holds half the RAM (%s), less than the %s the workloads write: lower -seq-size, -mib-count or -big-size", human(total/2), human(need))
 	}
 	if avail := mem["MemAvailable"]; avail > 0 && need > avail {
-		return fmt.Errorf("only %s of memory is available; the RAM targets need about %s: lower -seq-size or -mib-count", human(avail), human(need))
+		return fmt.Errorf("only %s of memory is available; the RAM targets need about %s: lower -seq-size, -mib-count or -big-size", human(avail), human(need))
 	}
 	return nil
 }
