@@ -53,7 +53,13 @@ type link struct {
 // writer and every change passes through the kernel, so the page cache can
 // be kept across opens (and, with explicit data cache control, across
 // writes): reads of recently written files then run at page-cache speed.
-const openFlags = fuse.FOPEN_KEEP_CACHE
+// NOFLUSH spares close(2) its FLUSH round trip, which the daemon has no
+// use for (deletes follow RELEASE; locks are the kernel's): with the
+// writeback cache off, write(2) leaves no dirty pages, and those a shared
+// mapping dirties are written back at munmap or msync all the same.
+// Measured: small-read 0.12 -> 0.20 x tmpfs, small-create 0.08 -> 0.08-0.09,
+// mib-read 1.10 -> 1.26.
+const openFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 
 func (f *File) fillAttr(out *fuse.Attr) syscall.Errno {
 	st, err := f.data.Stat()

@@ -1,7 +1,9 @@
 package spool
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -73,13 +75,32 @@ func (a *pageAllocator) free(pages []*page) {
 	if len(rest) == 0 {
 		return
 	}
-	for _, p := range rest {
-		// Cannot fail for a page of our own private anonymous mapping.
-		unix.Madvise(p[:], unix.MADV_DONTNEED)
-	}
+	returnToKernel(rest)
 	a.mu.Lock()
 	a.clean = append(a.clean, rest...)
 	a.mu.Unlock()
+}
+
+// returnToKernel gives the memory of pages back to the kernel, one
+// madvise for each run of adjacent pages: a file written in order holds
+// long runs, and a call per page made freeing a 1 GiB file cost 262,144
+// system calls. It sorts pages.
+func returnToKernel(pages []*page) {
+	slices.SortFunc(pages, func(a, b *page) int {
+		return cmp.Compare(uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(b)))
+	})
+	for len(pages) > 0 {
+		run := 1
+		for run < len(pages) && uintptr(unsafe.Pointer(pages[run])) == uintptr(unsafe.Pointer(pages[0]))+uintptr(run)*PageSize {
+			run++
+		}
+		// A run may span two arenas the kernel mapped side by side:
+		// madvise takes a range across adjacent mappings.
+		mem := unsafe.Slice((*byte)(unsafe.Pointer(pages[0])), run*PageSize)
+		// Cannot fail for our own private anonymous mappings.
+		unix.Madvise(mem, unix.MADV_DONTNEED)
+		pages = pages[run:]
+	}
 }
 
 // release unmaps every arena. Only for a store whose files are all

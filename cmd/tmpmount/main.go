@@ -84,6 +84,16 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
+	if o.profileDir != "" {
+		stop, err := startProfiles(o.profileDir)
+		if err != nil {
+			logger.Print(err)
+			notifyParent(err)
+			return exitUsage
+		}
+		defer stop(logger)
+	}
+
 	mountpoint, err := checkMountpoint(o.mountpoint, logger)
 	if err != nil {
 		logger.Print(err)

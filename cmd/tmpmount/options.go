@@ -42,6 +42,7 @@ type options struct {
 	viaMount   bool
 	foreground bool
 	logFile    string
+	profileDir string
 
 	command []string // tmpmount run: the command to run
 }
@@ -89,6 +90,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.foreground, "foreground", false, "with -o options (the mount(8) way), stay in the foreground instead of going to the background once mounted")
 	fs.StringVar(&o.logFile, "log", "", "append log lines to `FILE` instead of stderr (in the background: instead of syslog)")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
+	fs.StringVar(&o.profileDir, "profile", "", "write pprof profiles of the daemon to `DIR`: cpu.pprof for the whole mount, allocs.pprof at unmount, heap.pprof at each SIGUSR1")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		w := fs.Output()
