@@ -23,6 +23,16 @@ E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
 echo "== e2e memory tests (daemon built without the race detector, whose RSS they measure)"
 go test -count=1 -timeout 10m -run 'TestLimitsMemoryBudget|TestLimitsHostileInput/RSS' "$@" ./e2e/...
 
+echo "== benchmark smoke run (scripts/bench -quick: checks that it works and the data, times nothing)"
+bench_out=$(mktemp)
+if ! go run ./scripts/bench -quick >"$bench_out" 2>&1; then
+	cat "$bench_out" >&2
+	rm -f "$bench_out"
+	exit 1
+fi
+tail -n 3 "$bench_out"
+rm -f "$bench_out"
+
 # A test that leaves a mount behind would break the next run.
 if grep -q ' fuse.tmpmount ' /proc/self/mountinfo; then
 	echo "a tmpmount mount was left behind:" >&2
