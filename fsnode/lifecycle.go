@@ -79,6 +79,12 @@ func (f *File) newHandle() *handle {
 	if f.life.Open() != nil {
 		return nil
 	}
+	if f.awaitingForget {
+		// Opened by an open that raced with its unlink: a handle keeps it
+		// now, and statfs need not wait for it.
+		f.awaitingForget = false
+		f.root.forgets.remove()
+	}
 	h := &handle{file: f, passthroughFd: -1}
 	// A close-policy file opens in passthrough only while it already has
 	// passthrough handles (its policy changed since; the kernel refuses
