@@ -29,6 +29,14 @@ type File struct {
 	// is passthrough (a cached one could not start while any passthrough
 	// one is open, and none is needed).
 	cachedOpens, passthroughOpens int
+	// releasing counts releases go-fuse has not finished (rawFS.Release).
+	// A file does not switch from cached to passthrough opens while one
+	// is in flight: go-fuse (v2.12.1) counts a cached handle's release
+	// against the node's passthrough backing ID, so a passthrough open
+	// slipped in between our Release and go-fuse's would see that ID
+	// unregistered under it, and the next passthrough open register a
+	// second one, which the kernel refuses (EBUSY, and open(2) gets EIO).
+	releasing int
 	// passthroughSeen: the file has had passthrough handles, so reads and
 	// writes may have reached its backing file without the daemon.
 	passthroughSeen bool

@@ -93,7 +93,7 @@ func (f *File) newHandle() *handle {
 	// mapping lives on, and the file would go by name while still mapped.
 	// A cached open keeps the FUSE file, and the release comes at munmap.
 	usePassthrough := f.passthroughOpens > 0 ||
-		f.cachedOpens == 0 && f.life.Policy() != policy.Close
+		f.cachedOpens == 0 && f.releasing == 0 && f.life.Policy() != policy.Close
 	if f.root.passthrough.Load() && usePassthrough {
 		if fd, ok := f.data.BackingFd(); ok {
 			if !f.passthroughSeen {

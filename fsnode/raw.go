@@ -34,6 +34,25 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	return st
 }
 
+// Release marks the file as having a release in flight until go-fuse is
+// done with it (see File.releasing): go-fuse decrements the node's
+// passthrough backing-ID count at the release of every handle, cached ones
+// included, after the node's own Release has run.
+func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	f := r.root.fileByIno(in.NodeId)
+	if f == nil {
+		r.RawFileSystem.Release(cancel, in)
+		return
+	}
+	f.mu.Lock()
+	f.releasing++
+	f.mu.Unlock()
+	r.RawFileSystem.Release(cancel, in)
+	f.mu.Lock()
+	f.releasing--
+	f.mu.Unlock()
+}
+
 // beforeWrite acts on two write flags:
 //
 // WRITE_CACHE marks a write of a dirty page cache page: with the writeback
