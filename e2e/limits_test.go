@@ -976,10 +976,22 @@ func TestLimitsSpillDiskFull(t *testing.T) {
 	}
 	checkAll("after the writes that failed", acked)
 
-	// Room again: deleting rolled1 frees 3 MiB of the spill disk.
+	// Room again: deleting rolled1 frees 3 MiB of the spill disk. The
+	// daemon frees it when the kernel forgets the file, a moment after
+	// unlink(2) returns; a write the daemon serves waits for that, but
+	// big is open in passthrough, whose writes never reach the daemon,
+	// so wait until the spill disk shows the room.
+	var before unix.Statfs_t
+	if err := unix.Statfs(spill, &before); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(m.Path("rolled1")); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 10*time.Second, "the spill disk to get rolled1's 3 MiB back", func() bool {
+		var st unix.Statfs_t
+		return unix.Statfs(spill, &st) == nil && (st.Bavail-before.Bavail)*uint64(st.Bsize) >= 3*limMiB
+	})
 	more := min(2*limMiB, int64(len(big))-acked)
 	if n, err := write("big", big[acked:acked+more], acked); err != nil || n != more {
 		t.Fatalf("writing %d more bytes of big after freeing space: %d, %v", more, n, err)

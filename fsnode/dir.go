@@ -82,6 +82,7 @@ func (d *Dir) linkLocked(name string, child inode) {
 	switch c := child.(type) {
 	case *File:
 		c.names = append(c.names, link{dir: d, name: name})
+		c.updateOrphan()
 	case *Dir:
 		c.name = name
 	}
@@ -224,6 +225,7 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	}
 	d.adopt(ctx, f, syscall.S_IFREG, ino)
 	f.startLife("", d.inheritedPolicyLocked())
+	f.updateOrphan()
 	d.root.tree.Unlock()
 	d.root.registerFile(f)
 	d.root.events.created(f, "")
@@ -314,6 +316,9 @@ func (d *Dir) unlinkLocked(name string, child inode) {
 	child.base().addLinks(-1)
 	if child.base().links() > 0 {
 		d.root.inodes.Add(-1) // an extra name's inode (see Link)
+	}
+	if f, ok := child.(*File); ok {
+		f.updateOrphan()
 	}
 	child.base().touchCtime()
 	d.touchChange()

@@ -40,8 +40,8 @@ type File struct {
 	// passthroughSeen: the file has had passthrough handles, so reads and
 	// writes may have reached its backing file without the daemon.
 	passthroughSeen bool
-	// awaitingForget: counted in root.forgets (see forget.go).
-	awaitingForget bool
+	// awaitingForget and orphan: counted in root.reclaims (forget.go).
+	awaitingForget, orphan bool
 	// ownCtime is the backing file's ctime after the daemon last set its
 	// times: a later one means a write the daemon did not see.
 	ownCtime unix.Timespec
@@ -206,7 +206,7 @@ func (f *File) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 
 func (f *File) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := f.data.WriteAt(data, off)
-	if n == 0 && errors.Is(err, syscall.ENOSPC) && f.root.forgets.wait(forgetWait) {
+	if n == 0 && errors.Is(err, syscall.ENOSPC) && f.root.reclaims.waitFreed(reclaimWaitNoSpace) {
 		n, err = f.data.WriteAt(data, off)
 	}
 	if n == 0 && errors.Is(err, syscall.ENOSPC) {
@@ -248,7 +248,7 @@ func (f *File) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size 
 		return syscall.EFBIG
 	}
 	err := f.data.Allocate(int64(off), int64(size), mode)
-	if errors.Is(err, syscall.ENOSPC) && f.root.forgets.wait(forgetWait) {
+	if errors.Is(err, syscall.ENOSPC) && f.root.reclaims.waitFreed(reclaimWaitNoSpace) {
 		err = f.data.Allocate(int64(off), int64(size), mode)
 	}
 	if err != nil {

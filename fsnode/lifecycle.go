@@ -83,7 +83,7 @@ func (f *File) newHandle() *handle {
 		// Opened by an open that raced with its unlink: a handle keeps it
 		// now, and statfs need not wait for it.
 		f.awaitingForget = false
-		f.root.forgets.remove()
+		f.root.reclaims.removeAwaiting()
 	}
 	h := &handle{file: f, passthroughFd: -1}
 	// A close-policy file opens in passthrough only while it already has
@@ -122,19 +122,19 @@ func (f *File) OnForget() {
 	f.awaitingForget = false
 	f.mu.Unlock()
 	if awaited {
-		defer f.root.forgets.remove() // once the space is free
+		defer f.root.reclaims.removeAwaiting() // once the space is free
 	}
 	if action == policy.Free {
 		f.free(reason, f.lastKnownPath())
 	}
 }
 
-// noteAwaitingForgetLocked counts the file in root.forgets once only the
+// noteAwaitingForgetLocked counts the file in root.reclaims once only the
 // kernel's reference keeps it. f.mu must be held.
 func (f *File) noteAwaitingForgetLocked() {
 	if !f.awaitingForget && f.life.AwaitingForget(int(f.nlink)) {
 		f.awaitingForget = true
-		f.root.forgets.add()
+		f.root.reclaims.addAwaiting()
 	}
 }
 
@@ -228,6 +228,21 @@ func (f *File) free(reason policy.Reason, path string) {
 	f.root.deletes[reason].Add(1)
 	if err := f.data.Release(); err != nil {
 		f.root.log.Printf("free file %d: %v", f.ino(), err)
+	}
+	f.updateOrphan()
+	f.root.reclaims.fileFreed()
+}
+
+// updateOrphan keeps root.reclaims' count of files that have no name and
+// are not freed yet: an unlinked file still open or awaiting its forget,
+// or an O_TMPFILE file.
+func (f *File) updateOrphan() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	orphan := f.nlink == 0 && !f.life.Gone()
+	if orphan != f.orphan {
+		f.orphan = orphan
+		f.root.reclaims.setOrphan(orphan)
 	}
 }
 

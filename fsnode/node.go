@@ -247,7 +247,7 @@ func mayDelete(dir *Dir, victim inode, caller *fuse.Caller) bool {
 // left. Inodes likewise: --inodes, or a number that will not run out.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	r := n.root
-	r.forgets.wait(forgetWait) // files just deleted free their space
+	r.reclaims.waitSettled(reclaimWaitStatfs) // files just deleted free their space
 	out.Bsize = blockSize
 	out.Frsize = blockSize
 	out.NameLen = maxNameLen

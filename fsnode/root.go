@@ -79,7 +79,7 @@ type Root struct {
 	nextIno   atomic.Uint64 // last inode number handed out
 	inodes    atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
 	maxInodes int64
-	forgets   pendingForgets // files freed when the kernel forgets them (forget.go)
+	reclaims  reclaims // files on their way out (forget.go)
 
 	// files maps inode numbers to the regular files whose data is not yet
 	// freed, so that raw requests (which carry only a node id) and the
@@ -145,7 +145,7 @@ func (r *Root) rolledOver(ino uint64, size int64) {
 // --inodes leaves no room. Call it without root.tree held: OnForget takes it.
 func (r *Root) awaitInodeRoom() {
 	if r.inodesFull() {
-		r.forgets.wait(forgetWait)
+		r.reclaims.waitFreed(reclaimWaitNoSpace)
 	}
 }
 
