@@ -48,9 +48,9 @@ func (r Reason) String() string {
 // Entry is one regular file's lifecycle: its policy, where that came from,
 // its open handles (every FUSE open and create counts; the kernel keeps a
 // handle open for as long as a mapping of it exists), whether the kernel
-// still references it, and whether it is gone. The link count is the filesystem's; it is passed in. An Entry is
-// not safe for concurrent use: the filesystem guards it with the file's
-// lock.
+// still references it, and whether it is gone. The link count is the
+// filesystem's; it is passed in. An Entry is not safe for concurrent use:
+// the filesystem guards it with the file's lock.
 type Entry struct {
 	own       Policy // the file's own user.tmpmount.delete, or Unset
 	inherited Policy // from the nearest ancestor directory when made, or Unset
