@@ -60,14 +60,10 @@ func runCLI(t *testing.T, cmd *exec.Cmd, mountpoint string) cliResult {
 // mountinfoAt returns the lines of /proc/self/mountinfo for mounts at path.
 func mountinfoAt(t *testing.T, path string) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var lines []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
-			lines = append(lines, line)
+	for _, m := range mountsOf(t, "/proc/self/mountinfo") {
+		if m.point == path {
+			lines = append(lines, m.line)
 		}
 	}
 	return lines

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -212,19 +214,67 @@ func unmountPath(dir string) error {
 	return nil
 }
 
-// isMountPoint reports whether a FUSE mount sits at dir.
-func isMountPoint(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+// mountEntry is one line of a mountinfo file.
+type mountEntry struct {
+	point  string // unescaped
+	fstype string
+	line   string
+}
+
+// readMountinfo reads a mountinfo file: /proc/self/mountinfo, or another
+// process's, to see its mount namespace.
+func readMountinfo(path string) ([]mountEntry, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return false
+		return nil, err
 	}
+	var mounts []mountEntry
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == dir && strings.Contains(line, " - fuse.tmpmount ") {
-			return true
+		if len(f) < 5 {
+			continue
 		}
+		m := mountEntry{point: unescapeMountinfo(f[4]), line: line}
+		if i := slices.Index(f, "-"); i >= 0 && i+1 < len(f) {
+			m.fstype = f[i+1]
+		}
+		mounts = append(mounts, m)
 	}
-	return false
+	return mounts, nil
+}
+
+// mountsOf reads /proc/self/mountinfo or fails the test.
+func mountsOf(t *testing.T, mountinfo string) []mountEntry {
+	t.Helper()
+	mounts, err := readMountinfo(mountinfo)
+	if err != nil {
+		t.Fatalf("read %s: %v", mountinfo, err)
+	}
+	return mounts
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for space).
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// isMountPoint reports whether a tmpmount mount sits at dir.
+func isMountPoint(dir string) bool {
+	mounts, _ := readMountinfo("/proc/self/mountinfo")
+	return slices.ContainsFunc(mounts, func(m mountEntry) bool {
+		return m.point == dir && m.fstype == "fuse.tmpmount"
+	})
 }
 
 // waitFor polls cond until it holds or the deadline passes.

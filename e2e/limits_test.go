@@ -1047,16 +1047,10 @@ func limStartDaemon(t *testing.T, dir string, args ...string) *limDaemon {
 // and returns their filesystem types.
 func limMountsAt(t *testing.T, dir string) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var types []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == dir {
-			_, after, _ := strings.Cut(line, " - ")
-			types = append(types, strings.Fields(after)[0])
+	for _, m := range mountsOf(t, "/proc/self/mountinfo") {
+		if m.point == dir {
+			types = append(types, m.fstype)
 		}
 	}
 	return types

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -493,39 +492,15 @@ func readmeCheckNothingLeft(t *testing.T, env *readmeEnv) {
 
 // readmeMountsUnder lists the mount points at or below root, deepest first.
 func readmeMountsUnder(root string) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
+	mounts, _ := readMountinfo("/proc/self/mountinfo")
 	var mps []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := readmeUnescapeMountinfo(f[4])
-		if mp == root || strings.HasPrefix(mp, root+"/") {
-			mps = append(mps, mp)
+	for _, m := range mounts {
+		if m.point == root || strings.HasPrefix(m.point, root+"/") {
+			mps = append(mps, m.point)
 		}
 	}
 	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) > len(mps[j]) })
 	return mps
-}
-
-// readmeUnescapeMountinfo undoes mountinfo's octal escapes (\040 for space).
-func readmeUnescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // readmeUnmountAll lazily unmounts everything at or below root and returns

@@ -123,39 +123,11 @@ func rtEnv(unset []string, set ...string) []string {
 	return append(env, set...)
 }
 
-// rtMount is one line of a mountinfo file.
-type rtMount struct {
-	point, fstype, line string
-}
-
-// rtMounts reads a mountinfo file (/proc/self/mountinfo, or another
-// process's to see its mount namespace).
-func rtMounts(t *testing.T, mountinfo string) []rtMount {
-	t.Helper()
-	data, err := os.ReadFile(mountinfo)
-	if err != nil {
-		t.Fatalf("read %s: %v", mountinfo, err)
-	}
-	var mounts []rtMount
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		m := rtMount{point: strings.ReplaceAll(f[4], `\040`, " "), line: line}
-		if i := slices.Index(f, "-"); i >= 0 && i+1 < len(f) {
-			m.fstype = f[i+1]
-		}
-		mounts = append(mounts, m)
-	}
-	return mounts
-}
-
 // rtTmpmountsUnder lists the fuse.tmpmount mount points at or below dir.
 func rtTmpmountsUnder(t *testing.T, mountinfo, dir string) []string {
 	t.Helper()
 	var points []string
-	for _, m := range rtMounts(t, mountinfo) {
+	for _, m := range mountsOf(t, mountinfo) {
 		if m.fstype == "fuse.tmpmount" && (m.point == dir || strings.HasPrefix(m.point, dir+"/")) {
 			points = append(points, m.point)
 		}
@@ -308,7 +280,7 @@ func TestRunEnvironment(t *testing.T) {
 		// point directory itself, under the FUSE mount.
 		bind := t.TempDir()
 		t.Cleanup(func() {
-			if slices.ContainsFunc(rtMounts(t, "/proc/self/mountinfo"), func(m rtMount) bool { return m.point == bind }) {
+			if slices.ContainsFunc(mountsOf(t, "/proc/self/mountinfo"), func(m mountEntry) bool { return m.point == bind }) {
 				unix.Unmount(bind, unix.MNT_DETACH)
 			}
 		})

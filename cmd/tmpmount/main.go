@@ -44,19 +44,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return mountCommand(args, stdout, stderr, logger)
 }
 
+// afterParse ends a command whose flags asked for help or the version, or
+// were bad (done is true, with the exit status).
+func afterParse(err error, o *options, stdout io.Writer, logger *log.Logger) (code int, done bool) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, true
+	case err != nil:
+		logger.Print(err)
+		return exitUsage, true
+	case o.version:
+		fmt.Fprintln(stdout, versionString())
+		return exitOK, true
+	}
+	return 0, false
+}
+
 // mountCommand mounts and serves until the mount is gone.
 func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) int {
 	o, err := parseArgs(args, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		logger.Print(err)
-		return exitUsage
-	}
-	if o.version {
-		fmt.Fprintln(stdout, versionString())
-		return exitOK
+	if code, done := afterParse(err, o, stdout, logger); done {
+		return code
 	}
 	if o.viaMount && !o.foreground && !isDaemonChild() {
 		// Started by mount(8): go to the background once mounted.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -23,16 +22,8 @@ import (
 // tmpmount exits with CMD's status (128+N if a signal N killed it).
 func runCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) int {
 	o, err := parseRunArgs(args, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		logger.Print(err)
-		return exitUsage
-	}
-	if o.version {
-		fmt.Fprintln(stdout, versionString())
-		return exitOK
+	if code, done := afterParse(err, o, stdout, logger); done {
+		return code
 	}
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

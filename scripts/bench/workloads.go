@@ -372,9 +372,14 @@ func readSequential(w *workCtx, path string, size int64, check func(got []byte, 
 
 // smallNames names the small-* files, in their own directory.
 func smallNames(w *workCtx, dir string) []string {
-	names := make([]string, w.cfg.smallCount)
+	return numberedNames(filepath.Join(dir, "small"), "f%06d", w.cfg.smallCount)
+}
+
+// numberedNames names n files in dir after format and their number.
+func numberedNames(dir, format string, n int) []string {
+	names := make([]string, n)
 	for i := range names {
-		names[i] = filepath.Join(dir, "small", fmt.Sprintf("f%06d", i))
+		names[i] = filepath.Join(dir, fmt.Sprintf(format, i))
 	}
 	return names
 }
@@ -466,11 +471,7 @@ func smallUnlink(w *workCtx, dir string) (measure, error) {
 
 // mibNames names the mib-* files, in their own directory.
 func mibNames(w *workCtx, dir string) []string {
-	names := make([]string, w.cfg.mibCount)
-	for i := range names {
-		names[i] = filepath.Join(dir, "mib", fmt.Sprintf("f%04d", i))
-	}
-	return names
+	return numberedNames(filepath.Join(dir, "mib"), "f%04d", w.cfg.mibCount)
 }
 
 func mibWrite(w *workCtx, dir string) (measure, error) {
