@@ -14,6 +14,7 @@
 package fsnode
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"sync"
@@ -86,6 +87,8 @@ type Root struct {
 	// spool's rollover reports can find them.
 	filesMu sync.Mutex
 	files   map[uint64]*File
+
+	rolloverErrors rateLimit // of "rollover failed" log lines
 }
 
 // rootIno is the root directory's inode number (and FUSE node id).
@@ -108,6 +111,7 @@ func New(cfg Config) (*Root, error) {
 	r.events = newEventLog(cfg.Events, r.log)
 	sc := cfg.Spool
 	sc.OnRollover = r.rolledOver
+	sc.OnRolloverError = r.rolloverFailed
 	store, err := spool.Open(sc)
 	if err != nil {
 		return nil, err
@@ -139,6 +143,48 @@ func (r *Root) rolledOver(ino uint64, size int64) {
 	path := f.pathLocked()
 	r.tree.RUnlock()
 	r.events.rolledOver(f, path, size)
+}
+
+// rolloverFailed is the spool's report that file ino could not move to
+// disk. The caller gets an errno; the log says why, at most once a second
+// (a full spill disk fails every write that needs a rollover).
+func (r *Root) rolloverFailed(ino uint64, err error) {
+	skipped, ok := r.rolloverErrors.allow(time.Second)
+	if !ok {
+		return
+	}
+	path := "a deleted file"
+	if f := r.fileByIno(ino); f != nil {
+		r.tree.RLock()
+		path = fmt.Sprintf("%q", f.pathLocked())
+		r.tree.RUnlock()
+	}
+	more := ""
+	if skipped > 0 {
+		more = fmt.Sprintf(" (and %d more rollover failure(s) since the last report)", skipped)
+	}
+	r.log.Printf("rollover of %s (inode %d) to the spill directory %s failed, the file stays in RAM: %v%s", path, ino, r.store.Dir(), err, more)
+}
+
+// rateLimit lets through at most one event per interval and counts the
+// others.
+type rateLimit struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+// allow reports whether an event may go through now, and how many were
+// held back since the last one that did.
+func (l *rateLimit) allow(interval time.Duration) (skipped int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); l.last.IsZero() || now.Sub(l.last) >= interval {
+		skipped, l.skipped, l.last = l.skipped, 0, now
+		return skipped, true
+	}
+	l.skipped++
+	return 0, false
 }
 
 // awaitInodeRoom gives files just deleted a moment to be forgotten when

@@ -582,11 +582,15 @@ func (f *File) freePages(from, to int64) {
 type rollover struct {
 	happened bool
 	size     int64
+	err      error // why a rollover that was tried failed
 }
 
 func (r *rollover) report(f *File) {
 	if r.happened && f.store.onRollover != nil {
 		f.store.onRollover(f.id, r.size)
+	}
+	if r.err != nil && f.store.onRolloverError != nil {
+		f.store.onRolloverError(f.id, r.err)
 	}
 }
 
@@ -597,11 +601,13 @@ func (r *rollover) report(f *File) {
 func (f *File) spillLocked(rolled *rollover) error {
 	fd, err := f.store.createBacking()
 	if err != nil {
+		rolled.err = err
 		return err
 	}
 	if err := f.copyPagesTo(fd); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
+		rolled.err = fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
+		return rolled.err
 	}
 	*rolled = rollover{happened: true, size: f.size}
 	// Charge the disk before freeing the RAM, so that the capacity never

@@ -9,6 +9,7 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -45,6 +46,12 @@ type Config struct {
 	// write or truncate that made it move). It runs with no lock of the
 	// file held, in the goroutine that caused the rollover.
 	OnRollover func(id uint64, size int64)
+
+	// OnRolloverError, if set, is called when a rollover was tried and
+	// failed (no room on the spill disk, the spill directory gone, an I/O
+	// error), with the file's id and why; the file stays in RAM. It runs
+	// as OnRollover does.
+	OnRolloverError func(id uint64, err error)
 }
 
 // Store owns the private spill directory and the counters shared by every
@@ -54,6 +61,8 @@ type Store struct {
 	memLimit   int64
 	sizeLimit  int64
 	onRollover func(id uint64, size int64)
+
+	onRolloverError func(id uint64, err error)
 
 	// dir is the private spill directory; dirFd is held open so that
 	// backing files are created relative to it and never through a path
@@ -86,6 +95,10 @@ type Stats struct {
 	Rollovers int64 // rollovers so far
 }
 
+// spillNamePrefix names backing files made under a name (where O_TMPFILE
+// does not work) for the moment before they are unlinked.
+const spillNamePrefix = ".spill-"
+
 // dirPrefix names the private spill directories: "tmpmount-<pid>-<random>".
 // The pid lets a later start remove directories left by a daemon that died.
 const dirPrefix = "tmpmount-"
@@ -109,20 +122,13 @@ func Open(cfg Config) (*Store, error) {
 	}
 	removeStaleDirs(parent)
 
-	// MkdirTemp creates the directory with mode 0700 under a random name
-	// with O_EXCL semantics, so nobody can have prepared it for us.
-	dir, err := os.MkdirTemp(parent, dirPrefix+strconv.Itoa(os.Getpid())+"-*")
+	dir, fd, err := makeLockedDir(parent)
 	if err != nil {
-		return nil, fmt.Errorf("spill dir %s: cannot make a private directory there: %w", parent, errors.Unwrap(err))
-	}
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		os.Remove(dir)
-		return nil, fmt.Errorf("spill dir %s: open %s: %w", parent, dir, err)
+		return nil, err
 	}
 	s := &Store{
 		maxSize: cfg.MaxSize, memLimit: cfg.MemLimit, sizeLimit: cfg.SizeLimit,
-		onRollover: cfg.OnRollover, dir: dir, dirFd: fd,
+		onRollover: cfg.OnRollover, onRolloverError: cfg.OnRolloverError, dir: dir, dirFd: fd,
 		ramFiles: make(map[*File]struct{}),
 	}
 	if err := s.probe(); err != nil {
@@ -170,7 +176,7 @@ func (s *Store) createBacking() (int, error) {
 // name someone else prepared.
 func (s *Store) createNamed() (int, error) {
 	for range 16 {
-		name := fmt.Sprintf(".spill-%x", randomUint64())
+		name := fmt.Sprintf("%s%x", spillNamePrefix, randomUint64())
 		fd, err := unix.Openat(s.dirFd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, unix.EEXIST) {
 			continue
@@ -242,10 +248,47 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// removeStaleDirs removes empty spill directories in parent that belong to
-// daemons no longer running (killed with SIGKILL, say). Their backing files
-// had no names, so an empty directory is all such a daemon leaves; one that
-// is not empty is not ours to judge and stays.
+// makeLockedDir makes the private spill directory in parent and returns it
+// open, with an exclusive flock on it held for as long as the descriptor is
+// open: the daemon's life. The lock is how other tmpmounts tell that the
+// directory is in use, whichever PID namespace they run in.
+func makeLockedDir(parent string) (string, int, error) {
+	for range 16 {
+		// MkdirTemp creates the directory with mode 0700 under a random
+		// name with O_EXCL semantics, so nobody can have prepared it for us.
+		dir, err := os.MkdirTemp(parent, dirPrefix+strconv.Itoa(os.Getpid())+"-*")
+		if err != nil {
+			return "", -1, fmt.Errorf("spill dir %s: cannot make a private directory there: %w", parent, errors.Unwrap(err))
+		}
+		fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			os.Remove(dir)
+			return "", -1, fmt.Errorf("spill dir %s: open %s: %w", parent, dir, err)
+		}
+		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+			unix.Close(fd)
+			os.Remove(dir)
+			return "", -1, fmt.Errorf("spill dir %s: lock %s: %w", parent, dir, err)
+		}
+		// Another tmpmount's sweep may have judged the directory stale in
+		// the moment before the lock was taken, and removed it.
+		var held, named unix.Stat_t
+		if unix.Fstat(fd, &held) == nil && unix.Lstat(dir, &named) == nil && held.Dev == named.Dev && held.Ino == named.Ino {
+			return dir, fd, nil
+		}
+		unix.Close(fd)
+	}
+	return "", -1, fmt.Errorf("spill dir %s: the private directory made there kept disappearing", parent)
+}
+
+// removeStaleDirs removes the spill directories in parent that belong to
+// daemons no longer running (killed with SIGKILL, say). A running daemon
+// holds a lock on its directory; a directory nobody locks is stale, unless
+// it was made by an older tmpmount (which took no lock) whose process still
+// runs here. Backing files have no names, so a stale directory is empty but
+// for a backing file that a daemon killed between creating and unlinking it
+// left (on filesystems without O_TMPFILE); that goes too. A directory
+// holding anything else is not ours to judge and stays.
 func removeStaleDirs(parent string) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
@@ -259,19 +302,51 @@ func removeStaleDirs(parent string) {
 		}
 		pidText, _, ok := strings.Cut(strings.TrimPrefix(name, dirPrefix), "-")
 		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+		if !ok || err != nil || pid <= 0 {
 			continue
 		}
-		var st unix.Stat_t
-		path := filepath.Join(parent, name)
-		if unix.Lstat(path, &st) != nil || st.Uid != uid {
-			continue
-		}
-		unix.Rmdir(path) // fails, harmlessly, unless empty
+		removeIfStale(filepath.Join(parent, name), pid, uid)
 	}
 }
 
+// removeIfStale removes the spill directory path, made by process pid, if
+// nobody holds its lock and it belongs to uid.
+func removeIfStale(path string, pid int, uid uint32) {
+	fd, err := unix.Open(path, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Uid != uid {
+		return
+	}
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return // its daemon runs, here or in another PID namespace
+	}
+	if processAlive(pid) {
+		return // an older tmpmount, which took no lock, may still run
+	}
+	entries, _ := os.ReadDir(path)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), spillNamePrefix) {
+			unix.Unlinkat(fd, e.Name(), 0) // relative to the locked directory
+		}
+	}
+	unix.Rmdir(path) // fails, harmlessly, unless empty
+}
+
+// processAlive reports whether process pid runs in this PID namespace: it
+// exists and is not a zombie (whose files, and locks, are already gone).
 func processAlive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
+	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc to tell: assume the worst
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	state := bytes.Fields(stat[i+1:])
+	return i < 0 || len(state) == 0 || (string(state[0]) != "Z" && string(state[0]) != "X")
 }

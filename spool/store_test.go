@@ -1,11 +1,17 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestOpenErrors checks that Open refuses a negative MaxSize and a spill
@@ -63,24 +69,46 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-// TestOpenRemovesStaleDirs checks that Open removes the empty spill
-// directories of processes no longer running, and nothing else.
+// TestOpenRemovesStaleDirs checks that Open removes the spill directories
+// of processes no longer running, and nothing else: a directory whose lock
+// is held (its daemon runs, maybe in another PID namespace, where its pid
+// means nothing here) stays, and a zombie counts as dead.
 func TestOpenRemovesStaleDirs(t *testing.T) {
 	const deadPid = 1<<30 - 1 // above any pid_max: never a live process
+	zombie := exec.Command("true")
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer zombie.Wait()
+	zpid := zombie.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", zpid))
+		if fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(fields) > 0 && fields[0] == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not become a zombie", zpid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	tests := []struct {
 		name     string
-		dir      bool // else a regular file
-		content  bool // the directory holds a file
+		dir      bool   // else a regular file
+		content  string // a file the directory holds
+		locked   bool   // someone holds its lock
 		wantKept bool
 	}{
-		{fmt.Sprintf("tmpmount-%d-abc", deadPid), true, false, false},
-		{fmt.Sprintf("tmpmount-%d-full", deadPid), true, true, true},
-		{fmt.Sprintf("tmpmount-%d-file", deadPid), false, false, true},
-		{fmt.Sprintf("tmpmount-%d-live", os.Getpid()), true, false, true},
-		{"tmpmount-0-zero", true, false, true},
-		{"tmpmount-x-notapid", true, false, true},
-		{fmt.Sprintf("tmpmount-%d", deadPid), true, false, true}, // no random part
-		{fmt.Sprintf("other-%d-abc", deadPid), true, false, true},
+		{name: fmt.Sprintf("tmpmount-%d-abc", deadPid), dir: true},
+		{name: fmt.Sprintf("tmpmount-%d-full", deadPid), dir: true, content: "x", wantKept: true},
+		{name: fmt.Sprintf("tmpmount-%d-spill", deadPid), dir: true, content: spillNamePrefix + "1234"},
+		{name: fmt.Sprintf("tmpmount-%d-locked", deadPid), dir: true, locked: true, wantKept: true},
+		{name: fmt.Sprintf("tmpmount-%d-zombie", zpid), dir: true},
+		{name: fmt.Sprintf("tmpmount-%d-file", deadPid), wantKept: true},
+		{name: fmt.Sprintf("tmpmount-%d-live", os.Getpid()), dir: true, wantKept: true}, // an older version's, unlocked
+		{name: "tmpmount-0-zero", dir: true, wantKept: true},
+		{name: "tmpmount-x-notapid", dir: true, wantKept: true},
+		{name: fmt.Sprintf("tmpmount-%d", deadPid), dir: true, wantKept: true}, // no random part
+		{name: fmt.Sprintf("other-%d-abc", deadPid), dir: true, wantKept: true},
 	}
 	parent := t.TempDir()
 	for _, tc := range tests {
@@ -94,18 +122,39 @@ func TestOpenRemovesStaleDirs(t *testing.T) {
 		if err := os.Mkdir(path, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if tc.content {
-			if err := os.WriteFile(filepath.Join(path, "x"), nil, 0o600); err != nil {
+		if tc.content != "" {
+			if err := os.WriteFile(filepath.Join(path, tc.content), []byte("data"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tc.locked {
+			// A lock on another open file description, as a daemon in
+			// another PID namespace holds it.
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	newTestStoreIn(t, parent, 0)
+	s := newTestStoreIn(t, parent, 0)
 	for _, tc := range tests {
 		_, err := os.Lstat(filepath.Join(parent, tc.name))
 		if kept := err == nil; kept != tc.wantKept {
 			t.Errorf("%s: kept = %v (Lstat error %v), want %v", tc.name, kept, err, tc.wantKept)
 		}
+	}
+	// The new Store's own directory is locked for its life.
+	f, err := os.Open(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Errorf("flock of a live Store's spill dir: %v, want EWOULDBLOCK (the Store holds its lock)", err)
 	}
 }
 
