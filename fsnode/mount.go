@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,36 @@ type MountConfig struct {
 	NoPassthrough bool // serve rolled-over files through the daemon even where passthrough works
 	ReadOnly      bool // mount read-only
 	NoExec        bool // mount noexec
+
+	// FD, if not 0, is a /dev/fuse descriptor that another process has
+	// already mounted with KernelMountArgs (tmpmount run does, in the
+	// command's mount namespace); Mount then serves it and mounts nothing.
+	FD int
+}
+
+// KernelMountArgs returns what mount(2) takes to mount the /dev/fuse
+// descriptor fd (a number in the mounting process) on a directory with the
+// settings Mount uses, for a process that mounts on the daemon's behalf.
+func KernelMountArgs(mc MountConfig, fd int) (source, fstype string, flags uintptr, data string) {
+	flags = unix.MS_NOSUID | unix.MS_NODEV
+	if mc.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if mc.NoExec {
+		flags |= unix.MS_NOEXEC
+	}
+	opts := []string{
+		fmt.Sprintf("fd=%d", fd),
+		fmt.Sprintf("rootmode=%o", unix.S_IFDIR),
+		fmt.Sprintf("user_id=%d", os.Geteuid()),
+		fmt.Sprintf("group_id=%d", os.Getegid()),
+		fmt.Sprintf("max_read=%d", maxWrite),
+		"default_permissions",
+	}
+	if mc.AllowOther {
+		opts = append(opts, "allow_other")
+	}
+	return "tmpmount", "fuse.tmpmount", flags, strings.Join(opts, ",")
 }
 
 // cacheTimeout is how long the kernel may trust entries, negative entries
@@ -79,8 +110,15 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 			opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 		}
 	}
+	target := mountpoint
+	if mc.FD != 0 {
+		// go-fuse serves an already mounted descriptor given as /dev/fd/N;
+		// a direct mount would try to mount on that path first.
+		target = fmt.Sprintf("/dev/fd/%d", mc.FD)
+		opts.MountOptions.DirectMount = false
+	}
 	raw := fs.NewNodeFS(r.dir, opts)
-	server, err := fuse.NewServer(&rawFS{RawFileSystem: raw, root: r}, mountpoint, &opts.MountOptions)
+	server, err := fuse.NewServer(&rawFS{RawFileSystem: raw, root: r}, target, &opts.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}

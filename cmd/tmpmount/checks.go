@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -108,15 +109,30 @@ func recoverDeadMount(path string) error {
 	return nil
 }
 
-// mountEntry is one line of /proc/self/mountinfo.
+// mountEntry is one line of a mountinfo file.
 type mountEntry struct {
 	point  string
 	fstype string
+	super  string // the superblock's options (FUSE's user_id=, ...)
+	dev    uint64 // the device number of its filesystem
 }
 
-// mountTable reads /proc/self/mountinfo.
-func mountTable() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+// fuseUserID is the user_id= of a FUSE mount: who mounted it; -1 if none.
+func (e mountEntry) fuseUserID() int {
+	for _, opt := range strings.Split(e.super, ",") {
+		if v, ok := strings.CutPrefix(opt, "user_id="); ok {
+			if id, err := strconv.Atoi(v); err == nil {
+				return id
+			}
+		}
+	}
+	return -1
+}
+
+// mountTable reads a mountinfo file: /proc/self/mountinfo, or another
+// process's (whose mount namespace may differ).
+func mountTable(file string) ([]mountEntry, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("read mount table: %v", err)
 	}
@@ -131,9 +147,17 @@ func mountTable() ([]mountEntry, error) {
 			continue
 		}
 		e := mountEntry{point: unescapeMountinfo(fields[4])}
+		if major, minor, ok := strings.Cut(fields[2], ":"); ok {
+			ma, _ := strconv.ParseUint(major, 10, 32)
+			mi, _ := strconv.ParseUint(minor, 10, 32)
+			e.dev = unix.Mkdev(uint32(ma), uint32(mi))
+		}
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) {
 				e.fstype = fields[i+1]
+				if i+3 < len(fields) {
+					e.super = fields[i+3]
+				}
 			}
 		}
 		table = append(table, e)
@@ -141,21 +165,27 @@ func mountTable() ([]mountEntry, error) {
 	return table, sc.Err()
 }
 
+// topMountAt returns what is mounted on top at path, if anything.
+func topMountAt(table []mountEntry, path string) (top mountEntry, mounted bool) {
+	for _, e := range table {
+		if e.point == path {
+			top, mounted = e, true
+		}
+	}
+	return top, mounted
+}
+
 // mountedAt reports whether something is mounted at path, and the type of
 // what is on top.
 func mountedAt(path string) (fstype string, mounted bool, err error) {
-	table, err := mountTable()
-	for _, e := range table {
-		if e.point == path {
-			fstype, mounted = e.fstype, true
-		}
-	}
-	return fstype, mounted, err
+	table, err := mountTable("/proc/self/mountinfo")
+	top, mounted := topMountAt(table, path)
+	return top.fstype, mounted, err
 }
 
 // mountsOfType lists the mount points with filesystem type fstype.
 func mountsOfType(fstype string) ([]string, error) {
-	table, err := mountTable()
+	table, err := mountTable("/proc/self/mountinfo")
 	var points []string
 	for _, e := range table {
 		if e.fstype == fstype {
@@ -274,6 +304,20 @@ func resolvePath(path string) (string, error) {
 	return abs, nil
 }
 
+// resolveDir makes path absolute and resolves the symlinks of the
+// directory it is in, not of its last component: that is opened with
+// O_NOFOLLOW.
+func resolveDir(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(real, filepath.Base(abs)), nil
+	}
+	return abs, nil
+}
+
 // within reports whether path is dir or lies below it.
 func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, dir+"/")
@@ -307,16 +351,12 @@ func checkKeepDir(dir, mountpoint string) (string, error) {
 // openEvents opens the events file for appending, refusing one inside the
 // mount (writing it would make events of its own).
 func openEvents(path, mountpoint string) (*os.File, error) {
-	abs, err := resolvePath(path)
+	abs, err := resolveDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("events file %s: %v", path, err)
 	}
 	if within(abs, mountpoint) {
 		return nil, fmt.Errorf("events file %s is inside the mount point %s: choose another", abs, mountpoint)
 	}
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("events file: %v", err)
-	}
-	return f, nil
+	return openOutput("events file", abs, unix.O_APPEND)
 }

@@ -72,10 +72,10 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 	}
 	switch {
 	case o.logFile != "":
-		f, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := openOutput("log file", o.logFile, syscall.O_APPEND)
 		if err != nil {
-			logger.Printf("log file: %v", err)
-			notifyParent(fmt.Errorf("log file: %v", err))
+			logger.Print(err)
+			notifyParent(err)
 			return exitUsage
 		}
 		defer f.Close()
@@ -85,11 +85,11 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 		logger.SetPrefix("")
 	}
 
-	// Take SIGINT and SIGTERM from before the mount exists: one that
+	// Take SIGINT, SIGTERM and SIGHUP (a closed terminal) from before the mount exists: one that
 	// arrived while mounting would otherwise kill the daemon with its mount
 	// half made. It is acted on once the mount is up.
 	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(signals)
 
 	if o.profileDir != "" {
@@ -115,12 +115,7 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 		return exitUsage
 	}
 	notifyParent(nil)
-	go func() {
-		for sig := range signals {
-			logger.Printf("%v: unmounting %s", sig, mountpoint)
-			s.unmount()
-		}
-	}()
+	go s.serveSignals(signals)
 	return s.finish(progressPrinter(logger))
 }
 

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // startProfiles starts a CPU profile into dir/cpu.pprof (--profile). The
@@ -16,12 +18,16 @@ import (
 // go tool pprof. SIGUSR1 writes dir/heap.pprof, what is live at that
 // moment (the memory per file of a mount holding many, say).
 func startProfiles(dir string) (stop func(*log.Logger), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if st, err := os.Lstat(dir); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		target, _ := filepath.EvalSymlinks(dir)
+		return nil, fmt.Errorf("--profile %s is a symlink, which tmpmount does not follow: give the directory itself (%s) if you mean it", dir, target)
+	}
+	if err := asRealUser(func() error { return os.MkdirAll(dir, 0o700) }); err != nil {
 		return nil, fmt.Errorf("--profile: %v", err)
 	}
-	cpu, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	cpu, err := openOutput("--profile file", filepath.Join(dir, "cpu.pprof"), unix.O_TRUNC)
 	if err != nil {
-		return nil, fmt.Errorf("--profile: %v", err)
+		return nil, err
 	}
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		cpu.Close()
@@ -49,7 +55,7 @@ func startProfiles(dir string) (stop func(*log.Logger), err error) {
 }
 
 func writeProfile(path, name string) error {
-	f, err := os.Create(path)
+	f, err := openOutput("--profile file", path, unix.O_TRUNC)
 	if err != nil {
 		return err
 	}

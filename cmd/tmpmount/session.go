@@ -26,11 +26,26 @@ type session struct {
 	root       *fsnode.Root
 	server     *fuse.Server
 	events     *os.File
+	dev        uint64 // the mount's device number, once known
+	detached   bool   // unmounted lazily: still served until the last user leaves
 }
 
 // startSession checks everything the options and the machine say, then
 // mounts. An error is one line for the user: nothing is mounted then.
 func startSession(o *options, mountpoint string, logger *log.Logger) (*session, error) {
+	s, err := prepareSession(o, mountpoint, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mount(0); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepareSession checks everything the options and the machine say and
+// makes the (empty) tree, without mounting it yet.
+func prepareSession(o *options, mountpoint string, logger *log.Logger) (*session, error) {
 	if o.inodes < 0 {
 		return nil, fmt.Errorf("invalid --inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
 	}
@@ -78,19 +93,48 @@ func startSession(o *options, mountpoint string, logger *log.Logger) (*session, 
 		s.closeFiles()
 		return nil, fmt.Errorf("%v: choose another with --spill-dir", err)
 	}
-	s.server, err = s.root.Mount(mountpoint, fsnode.MountConfig{
+	return s, nil
+}
+
+// mountConfig is what the mount takes from the options.
+func (s *session) mountConfig() fsnode.MountConfig {
+	o := s.o
+	return fsnode.MountConfig{
 		AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough,
 		ReadOnly: o.readOnly, NoExec: o.noExec,
-	})
-	if err != nil {
-		s.root.Shutdown(nil)
-		s.closeFiles()
-		return nil, explainMountError(err, o, mountpoint)
 	}
-	logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
-		mountpoint, describeMaxSize(o.maxSize.bytes), formatSize(o.memLimit.bytes), describeLimit(o.size.bytes),
-		o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
-	return s, nil
+}
+
+// mount mounts the prepared tree and serves it: at the mount point, or,
+// with fd not 0, on the /dev/fuse descriptor fd that another process has
+// mounted (tmpmount run's command stage, in a mount namespace of its own).
+// On error everything prepared is freed.
+func (s *session) mount(fd int) error {
+	mc := s.mountConfig()
+	mc.FD = fd
+	var err error
+	s.server, err = s.root.Mount(s.mountpoint, mc)
+	if err != nil {
+		s.abandon()
+		return explainMountError(err, s.o, s.mountpoint)
+	}
+	if fd == 0 {
+		var st unix.Stat_t
+		if unix.Stat(s.mountpoint, &st) == nil {
+			s.dev = st.Dev
+		}
+	}
+	lowerOOMScore(s.logger)
+	s.logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
+		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), formatSize(s.o.memLimit.bytes), describeLimit(s.o.size.bytes),
+		s.o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
+	return nil
+}
+
+// abandon frees a prepared session that will not be served.
+func (s *session) abandon() {
+	s.root.Shutdown(nil)
+	s.closeFiles()
 }
 
 // finish waits until the mount is gone (unmounted by whoever), then saves
@@ -121,6 +165,26 @@ func (s *session) closeFiles() {
 	}
 }
 
+// serveSignals acts on SIGINT, SIGTERM and SIGHUP to the daemon: the
+// first unmounts; once the mount is detached, a later one says what the
+// daemon waits for and what to do about it.
+func (s *session) serveSignals(signals <-chan os.Signal) {
+	for sig := range signals {
+		if !s.detached {
+			s.logger.Printf("%v: unmounting %s", sig, s.mountpoint)
+			s.unmount()
+			continue
+		}
+		users := usersOfDev(s.dev)
+		if len(users) == 0 {
+			s.logger.Printf("%v: %s is already detached; tmpmount ends, saving keep files, as soon as the kernel releases it", sig, s.mountpoint)
+			continue
+		}
+		s.logger.Printf("%v: %s is already detached, and tmpmount serves it until the last process using it lets go: %d still do (%s); it then saves keep files and exits. To end sooner, end them: kill %s",
+			sig, s.mountpoint, len(users), joinProcesses(users), pidList(users))
+	}
+}
+
 // unmount unmounts, and if the mount is busy, detaches it lazily: the
 // mount point is free at once, and the daemon serves the processes still
 // inside until the last one leaves.
@@ -129,10 +193,22 @@ func (s *session) unmount() {
 	if err == nil {
 		return
 	}
-	s.logger.Printf("%s is busy (%s); detaching it lazily: it goes away when the last process using it leaves", s.mountpoint, oneLine(err))
+	users := usersOfDev(s.dev)
+	s.logger.Printf("%s is busy (%s): %d process(es) use it (%s); detaching it lazily: it goes away, and tmpmount exits, when the last of them leaves",
+		s.mountpoint, oneLine(err), len(users), joinProcesses(users))
 	if err := lazyUnmount(s.mountpoint); err != nil {
-		s.logger.Printf("lazy unmount of %s failed: %v", s.mountpoint, err)
+		s.logger.Printf("lazy unmount of %s failed: %v; unmount it yourself (umount -l %s)", s.mountpoint, oneLine(err), s.mountpoint)
+		return
 	}
+	s.detached = true
+}
+
+func joinProcesses(ps []process) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // oneLine puts an error (fusermount3's output, say) on one log line.
