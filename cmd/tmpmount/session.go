@@ -194,8 +194,13 @@ func (s *session) unmount() {
 		return
 	}
 	users := usersOfDev(s.dev)
-	s.logger.Printf("%s is busy (%s): %d process(es) use it (%s); detaching it lazily: it goes away, and tmpmount exits, when the last of them leaves",
-		s.mountpoint, oneLine(err), len(users), joinProcesses(users))
+	if len(users) == 0 {
+		s.logger.Printf("%s could not be unmounted (%s); detaching it lazily: it goes away, and tmpmount exits, when the last process using it leaves",
+			s.mountpoint, oneLine(err))
+	} else {
+		s.logger.Printf("%s is busy: %d process(es) use it (%s); detaching it lazily: it goes away, and tmpmount exits, when the last of them leaves",
+			s.mountpoint, len(users), joinProcesses(users))
+	}
 	if err := lazyUnmount(s.mountpoint); err != nil {
 		s.logger.Printf("lazy unmount of %s failed: %v; unmount it yourself (umount -l %s)", s.mountpoint, oneLine(err), s.mountpoint)
 		return
