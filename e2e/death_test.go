@@ -527,3 +527,32 @@ func TestSpillDirAcrossPIDNamespaces(t *testing.T) {
 		t.Logf("inner tmpmount exited %d\nstderr: %s", res.code, res.stderr)
 	}
 }
+
+// TestRunSecondInterrupt sends SIGINT to tmpmount run while it waits for
+// the processes CMD left to exit: it says so and ends them at once (no
+// SIGTERM round), and exits with CMD's status.
+func TestRunSecondInterrupt(t *testing.T) {
+	d := rtNewRunDirs(t)
+	marker := rtMarker(t)
+	t.Cleanup(func() { rtKillMarked(t, marker) })
+	p := rtStart(t, d.command([]string{marker}, "--", "sh", "-c",
+		`trap '' TERM; setsid sleep 300 </dev/null >/dev/null 2>&1 & echo "TMPDIR=$TMPDIR"; exit 4`))
+	waitFor(t, 20*time.Second, "tmpmount run to wait for the straggler", func() bool {
+		return strings.Contains(p.stderr.String(), "still run") || p.exited()
+	})
+	p.cmd.Process.Signal(syscall.SIGINT)
+	res := p.wait(t, rtTimeout)
+	if res.code != 4 {
+		t.Errorf("tmpmount run exited %d, want 4 (CMD's status)\nstderr: %s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "interrupt: ending the processes the command started now") || !strings.Contains(res.stderr, "SIGKILL") {
+		t.Errorf("stderr does not say the interrupt ends the stragglers now, with SIGKILL:\n%s", res.stderr)
+	}
+	if strings.Contains(res.stderr, "SIGTERM") {
+		t.Errorf("after the interrupt, tmpmount run still went through SIGTERM:\n%s", res.stderr)
+	}
+	if left := rtMarked(marker); len(left) > 0 {
+		t.Errorf("processes CMD started still run: %q", left)
+	}
+	d.checkCleanedUp(t, rtOne(t, rtKeyValues(res.stdout), "TMPDIR", res.stdout))
+}

@@ -1035,6 +1035,36 @@ func TestNonRoot(t *testing.T) {
 		}
 	})
 
+	t.Run("run killed", func(t *testing.T) {
+		// Unprivileged, the mount is in everyone's namespace: when the
+		// daemon is killed, the command stage ends the command and what it
+		// started, unmounts and removes the mount point.
+		base, bin := rtNobodyBase(t)
+		spill := nobodyOwnedDir(t, filepath.Join(base, "spill"))
+		marker := rtMarker(t)
+		t.Cleanup(func() { rtKillMarked(t, marker) })
+		cmd := rtAsNobody(bin, "run", "--max-size", "4k", "--spill-dir", spill, "--", "sh", "-c",
+			`head -c 65536 /dev/zero > "$TMPDIR/big"; setsid sleep 300 </dev/null >/dev/null 2>&1 & echo "TMPDIR=$TMPDIR"; echo ready; sleep 300`)
+		cmd.Env = append(cmd.Env, marker)
+		p := rtStart(t, cmd)
+		waitFor(t, 20*time.Second, "CMD to say ready", func() bool {
+			return strings.Contains(p.stdout.String(), "ready\n") || p.exited()
+		})
+		if p.exited() {
+			res := p.wait(t, time.Second)
+			t.Fatalf("tmpmount run as nobody exited %d early\nstderr: %s", res.code, res.stderr)
+		}
+		mp := rtOne(t, rtKeyValues(p.stdout.String()), "TMPDIR", p.stdout.String())
+		t.Cleanup(func() { rtDetachTmpmountsUnder(t, mp) })
+		p.cmd.Process.Kill()
+		p.wait(t, rtTimeout)
+		waitFor(t, 20*time.Second, "every process CMD started to be gone", func() bool { return len(rtMarked(marker)) == 0 })
+		waitFor(t, 20*time.Second, "the mount, the mount point and the spill directory to go", func() bool {
+			_, err := os.Lstat(mp)
+			return !isMountPoint(mp) && errors.Is(err, os.ErrNotExist) && len(rtDirEntries(t, spill)) == 0
+		})
+	})
+
 	t.Run("mount point not owned", func(t *testing.T) {
 		base, bin := rtNobodyBase(t)
 		mp := filepath.Join(base, "roots") // root's, 0755

@@ -57,8 +57,10 @@ const usageHead = `Usage:
 
 A file's data stays in RAM until the file grows past --max-size, then
 moves to a nameless file in a private directory inside --spill-dir.
-tmpmount serves until unmounted (umount, fusermount3 -u) or sent SIGINT
-or SIGTERM. Every flag is also a -o option (max_size=8M or max-size=8M).
+tmpmount serves until unmounted (umount, fusermount3 -u) or sent SIGINT,
+SIGTERM or SIGHUP. Every flag is also a -o option (max_size=8M or max-size=8M).
+tmpmount run exits with CMD's status; with 125 if it failed itself, 126 if
+CMD could not be run, 127 if CMD was not found.
 
 Flags:
 `

@@ -134,32 +134,48 @@ type stage struct {
 // through fusermount3, where everyone sees it. On error nothing is mounted
 // and the session is freed.
 func startStage(s *session, point *runPoint, oomScoreAdj string) (*stage, error) {
-	if os.Geteuid() != 0 {
-		if err := s.mount(0); err != nil {
-			return nil, err
+	if os.Geteuid() == 0 {
+		st, tried, err := startStageInNamespaces(s, point, oomScoreAdj)
+		if tried {
+			return st, err
 		}
-		st, err := spawnStage(s, point, oomScoreAdj, -1, false)
-		if err == nil {
-			_, err = st.awaitMounted()
-		}
-		if err != nil {
-			s.unmount()
-			s.finish(nil)
-			return nil, err
-		}
-		return st, nil
+		// No namespaces here (a container's seccomp filter, say): as an
+		// unprivileged user does, in everyone's namespace.
 	}
+	if err := s.mount(0); err != nil {
+		return nil, err
+	}
+	st, err := spawnStage(s, point, oomScoreAdj, -1, false)
+	if err == nil {
+		_, err = st.awaitMounted()
+	}
+	if err != nil {
+		s.unmount()
+		s.finish(nil)
+		return nil, err
+	}
+	return st, nil
+}
+
+// startStageInNamespaces starts the stage in a mount namespace of its own
+// and, where it can mount a /proc there, a PID namespace of its own, and
+// has it mount there. tried is false if the kernel refused the namespaces:
+// then nothing is mounted and the session is still prepared.
+func startStageInNamespaces(s *session, point *runPoint, oomScoreAdj string) (st *stage, tried bool, err error) {
 	for _, pidNS := range []bool{true, false} {
 		fuseFd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			s.abandon()
-			return nil, fmt.Errorf("open /dev/fuse: %v", err)
+			return nil, true, fmt.Errorf("open /dev/fuse: %v", err)
 		}
 		st, err := spawnStage(s, point, oomScoreAdj, fuseFd, pidNS)
 		if err != nil {
 			unix.Close(fuseFd)
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EUSERS) {
+				continue // this kind of namespace is not to be had here
+			}
 			s.abandon()
-			return nil, err
+			return nil, true, err
 		}
 		noProc, err := st.awaitMounted()
 		if err != nil {
@@ -169,16 +185,16 @@ func startStage(s *session, point *runPoint, oomScoreAdj string) (*stage, error)
 				continue // no /proc of its own here (a container's masked /proc): no PID namespace
 			}
 			s.abandon()
-			return nil, err
+			return nil, true, err
 		}
 		s.dev = st.mountDev(point.path)
 		if err := s.mount(fuseFd); err != nil {
 			st.stop()
-			return nil, err
+			return nil, true, err
 		}
-		return st, nil
+		return st, true, nil
 	}
-	panic("unreachable")
+	return nil, false, nil
 }
 
 // spawnStage starts the command stage. fuseFd, if not -1, is the /dev/fuse
@@ -246,7 +262,7 @@ func spawnStage(s *session, point *runPoint, oomScoreAdj string, fuseFd int, pid
 	if err := cmd.Start(); err != nil {
 		statusR.Close()
 		goW.Close()
-		return nil, fmt.Errorf("start the command: %v", err)
+		return nil, fmt.Errorf("start the command: %w", err)
 	}
 	return st, nil
 }

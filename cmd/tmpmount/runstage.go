@@ -121,22 +121,33 @@ func (st *commandStage) mount() error {
 	// namespace, where this one may not mount: open the directory again
 	// here, check that it is the same one, and mount through the new
 	// descriptor, which nobody can swap.
-	fd, err := unix.Open(st.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := reopenSameDir(stagePointFd, st.dir)
 	if err != nil {
-		return fmt.Errorf("error: open the mount point %s: %v", st.dir, err)
+		return fmt.Errorf("error: %v", err)
 	}
 	defer unix.Close(fd)
-	var made, found unix.Stat_t
-	if err := unix.Fstat(stagePointFd, &made); err != nil {
-		return fmt.Errorf("error: mount point %s: %v", st.dir, err)
-	}
-	if err := unix.Fstat(fd, &found); err != nil || made.Dev != found.Dev || made.Ino != found.Ino {
-		return fmt.Errorf("error: the mount point %s was replaced before it could be mounted on", st.dir)
-	}
 	if err := unix.Mount("tmpmount", fmt.Sprintf("/proc/self/fd/%d", fd), "fuse.tmpmount", flags, data); err != nil {
 		return fmt.Errorf("error: mount %s: %v", st.dir, err)
 	}
 	return nil
+}
+
+// reopenSameDir opens path, a directory, without following a symlink as
+// its last component, and checks that it is the directory open as fd.
+func reopenSameDir(fd int, path string) (int, error) {
+	again, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open the mount point %s: %v", path, err)
+	}
+	var made, found unix.Stat_t
+	if err := unix.Fstat(fd, &made); err == nil {
+		err = unix.Fstat(again, &found)
+	}
+	if err != nil || made.Dev != found.Dev || made.Ino != found.Ino {
+		unix.Close(again)
+		return -1, fmt.Errorf("the mount point %s was replaced before it could be mounted on", path)
+	}
+	return again, nil
 }
 
 // startCommand starts the command and returns its pid, or 0 and the exit
@@ -230,13 +241,14 @@ func (st *commandStage) endStragglers() {
 	}
 	st.logger.Printf("the command has exited, but %d process(es) it started still run: %s; waiting up to %v for them to exit (Ctrl-C ends them now)",
 		len(left), joinProcesses(left), leaveGrace)
-	if st.awaitNone(leaveGrace) {
+	gone, hurried := st.awaitNone(leaveGrace)
+	if gone {
 		return
 	}
-	if left = descendants(st.self); len(left) > 0 {
+	if left = descendants(st.self); len(left) > 0 && !hurried {
 		st.logger.Printf("sending SIGTERM to %d process(es) the command started: %s; waiting up to %v", len(left), joinProcesses(left), termGrace)
 		signalAll(left, unix.SIGTERM)
-		if st.awaitNone(termGrace) {
+		if gone, _ := st.awaitNone(termGrace); gone {
 			return
 		}
 	}
@@ -244,15 +256,15 @@ func (st *commandStage) endStragglers() {
 }
 
 // awaitNone waits up to grace for the command's processes to be gone. It
-// returns false early, after saying so, if told to hurry by a signal.
-func (st *commandStage) awaitNone(grace time.Duration) bool {
+// returns early, hurried, after saying so, if a signal says to hurry.
+func (st *commandStage) awaitNone(grace time.Duration) (gone, hurried bool) {
 	deadline := time.After(grace)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		st.reap()
 		if len(descendants(st.self)) == 0 {
-			return true
+			return true, false
 		}
 		select {
 		case sig := <-st.signals:
@@ -260,11 +272,11 @@ func (st *commandStage) awaitNone(grace time.Duration) bool {
 				continue
 			}
 			st.logger.Printf("%v: ending the processes the command started now", sig)
-			return false
+			return false, true
 		case <-st.gone:
 			st.daemonGone()
 		case <-deadline:
-			return false
+			return false, false
 		case <-tick.C:
 		}
 	}
