@@ -285,6 +285,7 @@ func TestRunUntrustedXDG(t *testing.T) {
 func TestDaemonSIGHUP(t *testing.T) {
 	keep := t.TempDir()
 	m := startMount(t, "--rule", "*.log=keep", "--keep-dir", keep)
+	t.Cleanup(func() { rtDetachTmpmountsUnder(t, m.Dir) }) // a daemon that died of it left a dead mount
 	rtWriteFile(t, m.Path("a.log"), []byte("kept\n"))
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -405,6 +406,7 @@ func TestOutputSymlinks(t *testing.T) {
 				t.Fatal(err)
 			}
 			mp, spill := t.TempDir(), t.TempDir()
+			t.Cleanup(func() { rtDetachTmpmountsUnder(t, mp) })
 			res := rtRun(t, exec.Command(tmpmountBin, "--spill-dir", spill, flag, link, mp))
 			if res.code != 2 || strings.Count(res.stderr, "\n") != 1 || !strings.Contains(res.stderr, "symlink") || !strings.Contains(res.stderr, target) {
 				t.Errorf("tmpmount %s SYMLINK: exit %d, stderr %q; want 2 and one line saying it is a symlink to %s", flag, res.code, res.stderr, target)
