@@ -46,13 +46,17 @@ func KernelMountArgs(mc MountConfig, fd int) (source, fstype string, flags uintp
 		fmt.Sprintf("user_id=%d", os.Geteuid()),
 		fmt.Sprintf("group_id=%d", os.Getegid()),
 		fmt.Sprintf("max_read=%d", maxWrite),
-		"default_permissions",
+		defaultPermissions,
 	}
 	if mc.AllowOther {
 		opts = append(opts, "allow_other")
 	}
 	return "tmpmount", "fuse.tmpmount", flags, strings.Join(opts, ",")
 }
+
+// defaultPermissions: the kernel checks modes, owners and the sticky bit,
+// as it does for tmpfs.
+const defaultPermissions = "default_permissions"
 
 // cacheTimeout is how long the kernel may trust entries, negative entries
 // and attributes. The daemon is the only writer and every change but its
@@ -71,10 +75,8 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 	timeout := cacheTimeout
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
-			AllowOther: mc.AllowOther,
-			// default_permissions: the kernel checks modes, owners and the
-			// sticky bit, as it does for tmpfs.
-			Options:     []string{"default_permissions"},
+			AllowOther:  mc.AllowOther,
+			Options:     []string{defaultPermissions},
 			FsName:      "tmpmount",
 			Name:        "tmpmount",
 			MaxWrite:    maxWrite,
