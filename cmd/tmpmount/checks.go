@@ -112,6 +112,7 @@ func recoverDeadMount(path string) error {
 type mountEntry struct {
 	point  string
 	fstype string
+	opts   []string // the per-mount options: rw or ro, nosuid, ...
 }
 
 // mountTable reads /proc/self/mountinfo.
@@ -127,10 +128,10 @@ func mountTable() ([]mountEntry, error) {
 	for sc.Scan() {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		if len(fields) < 6 {
 			continue
 		}
-		e := mountEntry{point: unescapeMountinfo(fields[4])}
+		e := mountEntry{point: unescapeMountinfo(fields[4]), opts: strings.Split(fields[5], ",")}
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) {
 				e.fstype = fields[i+1]

@@ -41,6 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return statCommand(args[1:], stdout, logger)
 		}
 	}
+	if isRemount(args) {
+		return remountCommand(args, logger)
+	}
 	return mountCommand(args, stdout, stderr, logger)
 }
 

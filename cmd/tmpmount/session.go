@@ -62,6 +62,8 @@ func startSession(o *options, mountpoint string, logger *log.Logger) (*session, 
 			MaxSize:     o.maxSize.bytes,
 			MemLimit:    o.memLimit.bytes,
 			SizeLimit:   o.size.bytes,
+			// Without --size, a runaway job must not fill the disk.
+			SpillReserve: spool.DefaultSpillReserve,
 		},
 		MaxInodes: o.inodes,
 		Mode:      o.mode,
@@ -88,7 +90,7 @@ func startSession(o *options, mountpoint string, logger *log.Logger) (*session, 
 		return nil, explainMountError(err, o, mountpoint)
 	}
 	logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
-		mountpoint, describeMaxSize(o.maxSize.bytes), formatSize(o.memLimit.bytes), describeLimit(o.size.bytes),
+		mountpoint, describeMaxSize(o.maxSize.bytes), formatSize(o.memLimit.bytes), describeSize(o.size.bytes, s.root.Store().SpillReserve()),
 		o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
 	return s, nil
 }
