@@ -122,6 +122,10 @@ type limMountStats struct {
 	MaxInodes   int64  `json:"max_inodes"`
 	Passthrough string `json:"passthrough"`
 	SpillDir    string `json:"spill_dir"`
+
+	MetaBytes    int64 `json:"meta_bytes"`    // names, xattrs, symlink targets
+	MetaMemory   int64 `json:"meta_memory"`   // those and the nodes, in the memory budget
+	SpillReserve int64 `json:"spill_reserve"` // kept free on the spill disk without --size
 }
 
 // limReadStats reads and decodes the user.tmpmount.stats xattr of path.
@@ -350,6 +354,10 @@ type limRecorder struct {
 	dir   string
 	lines []string
 	data  map[string][]byte // what each regular file must hold
+	// namePages: the capacity holds that many pages more than the
+	// steps' data may take, for the names tmpmount charges to it and
+	// tmpfs keeps outside size=; statfs lines leave them out.
+	namePages uint64
 }
 
 func newLimRecorder(dir string) *limRecorder {
@@ -370,8 +378,11 @@ func (r *limRecorder) statfs(label string) limFsStat {
 		r.logf("%s: %v", label, err)
 		return st
 	}
+	// (Before any name is made the names' page is free too.)
+	blocks := st.blocks - r.namePages
+	free, avail := min(st.bfree, blocks), min(st.bavail, blocks)
 	r.logf("%s: statfs blocks=%d free=%d avail=%d used=%d file-blocks=%d", label,
-		st.blocks, st.bfree, st.bavail, st.blocks-st.bfree, r.fileBlocks())
+		blocks, free, avail, blocks-free, r.fileBlocks())
 	return st
 }
 
@@ -714,7 +725,9 @@ func limSizeSteps(r *limRecorder, fileSize int64) {
 // intact, statfs reports the capacity and the space used, deleting frees
 // room, and fallocate past the room fails. It runs once with files that
 // stay in RAM and once with files that roll over (--max-size 64k), whose
-// disk use counts against the capacity.
+// disk use counts against the capacity. tmpmount charges names to the
+// capacity, which tmpfs does not: its mount gets one page more, which the
+// steps' names take, and the transcript leaves that page out.
 func TestLimitsSize(t *testing.T) {
 	requireRoot(t)
 	cases := []struct {
@@ -723,8 +736,8 @@ func TestLimitsSize(t *testing.T) {
 		fileSize int64
 		wantRes  string // residency of the fill files on tmpmount
 	}{
-		{name: "in RAM", args: []string{"--size", "10M"}, fileSize: 4 * limMiB, wantRes: "memory"},
-		{name: "rolled over", args: []string{"--size", "10M", "--max-size", "64k"}, fileSize: limMiB, wantRes: "disk"},
+		{name: "in RAM", args: []string{"--size", "10244K"}, fileSize: 4 * limMiB, wantRes: "memory"},
+		{name: "rolled over", args: []string{"--size", "10244K", "--max-size", "64k"}, fileSize: limMiB, wantRes: "disk"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -733,8 +746,9 @@ func TestLimitsSize(t *testing.T) {
 
 			m := startMount(t, c.args...)
 			got := newLimRecorder(m.Path())
+			got.namePages = 1
 			limSizeSteps(got, c.fileSize)
-			limCompareTranscripts(t, "--size 10M vs tmpfs size=10M", ref.lines, got.lines)
+			limCompareTranscripts(t, "--size 10M (and a page for names) vs tmpfs size=10M", ref.lines, got.lines)
 
 			// What tmpmount says of itself, whatever tmpfs does.
 			if !slices.ContainsFunc(got.lines, func(l string) bool {
@@ -746,15 +760,15 @@ func TestLimitsSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.blocks*4096 != 10*limMiB || st.bfree != st.bavail {
-				t.Errorf("statfs: %d blocks of 4 KiB, %d free, %d available; want 2560 (10 MiB) and free == available", st.blocks, st.bfree, st.bavail)
-			}
-			if used := st.blocks - st.bfree; used != got.fileBlocks() {
-				t.Errorf("statfs says %d blocks used, the files hold %d", used, got.fileBlocks())
+			if st.blocks*4096 != 10*limMiB+4096 || st.bfree != st.bavail {
+				t.Errorf("statfs: %d blocks of 4 KiB, %d free, %d available; want 2561 (10 MiB and a page) and free == available", st.blocks, st.bfree, st.bavail)
 			}
 			stats := limStatsOf(t, m.Dir)
-			if stats.SizeLimit != 10*limMiB || !strings.HasPrefix(stats.Passthrough, "off") {
-				t.Errorf("stats size_limit %d passthrough %q; want %d and off", stats.SizeLimit, stats.Passthrough, 10*limMiB)
+			if used := st.blocks - st.bfree; stats.MetaBytes == 0 || used != got.fileBlocks()+1 {
+				t.Errorf("statfs says %d blocks used, the files hold %d and their names %d bytes", used, got.fileBlocks(), stats.MetaBytes)
+			}
+			if stats.SizeLimit != 10*limMiB+4096 || !strings.HasPrefix(stats.Passthrough, "off") {
+				t.Errorf("stats size_limit %d passthrough %q; want %d and off", stats.SizeLimit, stats.Passthrough, 10*limMiB+4096)
 			}
 			for name, want := range got.data {
 				path := got.p(name)

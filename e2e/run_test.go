@@ -957,11 +957,12 @@ func rtNobodyBase(t *testing.T) (base, bin string) {
 	return base, bin
 }
 
-// TestNonRoot mounts, uses, unmounts and runs as an unprivileged user,
-// through fusermount3, and checks the error for a mount point the user
-// may not mount on.
-func TestNonRoot(t *testing.T) {
-	requireRoot(t) // to become nobody
+// requireNonRoot skips (or, under CI=true, fails) a test that mounts as
+// an unprivileged user: it needs root (to become one), FUSE, fusermount3
+// and setpriv.
+func requireNonRoot(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
 	requireFUSE(t)
 	for _, prog := range []string{"fusermount3", "setpriv"} {
 		if _, err := exec.LookPath(prog); err != nil {
@@ -971,19 +972,34 @@ func TestNonRoot(t *testing.T) {
 			t.Skipf("no %s", prog)
 		}
 	}
+}
+
+// rtMountAsNobody starts bin as nobody with args (the mount point, mp,
+// last) and waits until it serves mp through fusermount3.
+func rtMountAsNobody(t *testing.T, bin, mp string, args ...string) *rtProc {
+	t.Helper()
+	daemon := rtStart(t, rtAsNobody(append([]string{bin}, append(args, mp)...)...))
+	waitFor(t, 10*time.Second, "the unprivileged mount at "+mp, func() bool {
+		return (isMountPoint(mp) && strings.Contains(daemon.stderr.String(), "tmpmount: serving ")) || daemon.exited()
+	})
+	if daemon.exited() {
+		res := daemon.wait(t, time.Second)
+		t.Fatalf("tmpmount as nobody exited %d before serving\nstderr: %s", res.code, res.stderr)
+	}
+	return daemon
+}
+
+// TestNonRoot mounts, uses, unmounts and runs as an unprivileged user,
+// through fusermount3, and checks the error for a mount point the user
+// may not mount on.
+func TestNonRoot(t *testing.T) {
+	requireNonRoot(t)
 
 	t.Run("mount, write, fusermount3 -u", func(t *testing.T) {
 		base, bin := rtNobodyBase(t)
 		mp := nobodyOwnedDir(t, filepath.Join(base, "mnt"))
 		spill := nobodyOwnedDir(t, filepath.Join(base, "spill"))
-		daemon := rtStart(t, rtAsNobody(bin, "--max-size", "4k", "--spill-dir", spill, mp))
-		waitFor(t, 10*time.Second, "the unprivileged mount at "+mp, func() bool {
-			return (isMountPoint(mp) && strings.Contains(daemon.stderr.String(), "tmpmount: serving ")) || daemon.exited()
-		})
-		if daemon.exited() {
-			res := daemon.wait(t, time.Second)
-			t.Fatalf("tmpmount as nobody exited %d before serving\nstderr: %s", res.code, res.stderr)
-		}
+		daemon := rtMountAsNobody(t, bin, mp, "--max-size", "4k", "--spill-dir", spill)
 		// Root cannot look into a mount without allow_other: check as nobody.
 		res := rtRun(t, rtAsNobody("sh", "-c",
 			`echo hi > "$1/f" && head -c 8192 /dev/zero > "$1/big" && cat "$1/f" && stat -c %u:%g "$1/f" "$1" && getfattr --absolute-names --only-values -n user.tmpmount.residency "$1/big" && echo`,

@@ -98,18 +98,24 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 	}
 	initNode(child.base(), d.root, d, callerOf(ctx), mode)
 	d.root.awaitInodeRoom()
+	cost := nameCost(name) + metaCost(child)
+	if errno := d.root.chargeMeta(cost, true); errno != 0 {
+		return errno
+	}
+	fail := func(errno syscall.Errno) syscall.Errno {
+		d.root.tree.Unlock()
+		d.root.releaseMeta(cost)
+		return errno
+	}
 	d.root.tree.Lock()
 	if d.entries.get(name) != nil {
-		d.root.tree.Unlock()
-		return syscall.EEXIST
+		return fail(syscall.EEXIST)
 	}
 	if d.parent == nil && d != d.root.dir {
-		d.root.tree.Unlock()
-		return syscall.ENOENT // removed while we were here
+		return fail(syscall.ENOENT) // removed while we were here
 	}
 	if d.root.inodesFull() {
-		d.root.tree.Unlock()
-		return syscall.ENOSPC
+		return fail(syscall.ENOSPC)
 	}
 	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
@@ -217,6 +223,10 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	f := d.root.newFile(ino)
 	initNode(&f.node, d.root, d, callerOf(ctx), syscall.S_IFREG|mode&07777)
 	d.root.awaitInodeRoom()
+	if errno := d.root.chargeMeta(0, true); errno != 0 {
+		f.data.Release()
+		return nil, nil, 0, errno
+	}
 	d.root.tree.Lock()
 	if d.root.inodesFull() {
 		d.root.tree.Unlock()
@@ -246,24 +256,29 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 		return nil, syscall.EPERM
 	}
 	d.root.awaitInodeRoom()
+	cost := nameCost(name)
+	if errno := d.root.chargeMeta(cost, true); errno != 0 {
+		return nil, errno
+	}
+	fail := func(errno syscall.Errno) (*fs.Inode, syscall.Errno) {
+		d.root.tree.Unlock()
+		d.root.releaseMeta(cost)
+		return nil, errno
+	}
 	d.root.tree.Lock()
 	if d.entries.get(name) != nil {
-		d.root.tree.Unlock()
-		return nil, syscall.EEXIST
+		return fail(syscall.EEXIST)
 	}
 	if child.base().links() >= maxLinks {
-		d.root.tree.Unlock()
-		return nil, syscall.EMLINK
+		return fail(syscall.EMLINK)
 	}
 	if d.root.inodesFull() {
 		// tmpfs charges a link against nr_inodes too.
-		d.root.tree.Unlock()
-		return nil, syscall.ENOSPC
+		return fail(syscall.ENOSPC)
 	}
 	f, isFile := child.(*File)
 	if isFile && !f.linkable() {
-		d.root.tree.Unlock()
-		return nil, syscall.ENOENT
+		return fail(syscall.ENOENT)
 	}
 	if child.base().links() > 0 {
 		// As tmpfs, every name past a node's first costs an inode
@@ -313,6 +328,7 @@ func (d *Dir) unlinkLocked(name string, child inode) {
 		f.dropNameLocked(d, name)
 	}
 	d.entries.remove(name)
+	d.root.releaseMeta(nameCost(name))
 	child.base().addLinks(-1)
 	if child.base().links() > 0 {
 		d.root.inodes.Add(-1) // an extra name's inode (see Link)
@@ -347,6 +363,8 @@ func (d *Dir) Rmdir(ctx context.Context, name string) syscall.Errno {
 // write-locked.
 func (d *Dir) rmdirLocked(name string, sub *Dir) {
 	d.entries.remove(name)
+	d.root.releaseMeta(nameCost(name))
+	d.root.dropMeta(sub)
 	sub.parent = nil
 	sub.mu.Lock()
 	sub.nlink = 0
@@ -369,6 +387,12 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 		return syscall.EINVAL // RENAME_WHITEOUT is for overlayfs; not offered
 	}
 	caller := callerOf(ctx)
+	// The new name is charged before the lock; a move then gives back
+	// the old one, and anything else the new one.
+	cost := nameCost(newName)
+	if errno := d.root.chargeMeta(cost, false); errno != 0 {
+		return errno
+	}
 
 	d.root.tree.Lock()
 	src := d.entries.get(name)
@@ -376,6 +400,7 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	errno := d.checkRename(src, np, dst, flags, caller)
 	if errno != 0 || src == dst {
 		d.root.tree.Unlock()
+		d.root.releaseMeta(cost)
 		return errno
 	}
 	var replaced inode
@@ -383,8 +408,10 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 		d.exchangeLocked(name, src, np, newName, dst)
 	} else {
 		replaced = d.moveLocked(name, src, np, newName, dst)
+		cost = nameCost(name)
 	}
 	d.root.tree.Unlock()
+	d.root.releaseMeta(cost)
 	if replaced != nil {
 		d.root.afterUnlink(replaced)
 	}

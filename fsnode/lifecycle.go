@@ -92,10 +92,14 @@ func (f *File) newHandle() *handle {
 	// the backing file, so the FUSE file is released at close(2) while the
 	// mapping lives on, and the file would go by name while still mapped.
 	// A cached open keeps the FUSE file, and the release comes at munmap.
-	usePassthrough := f.passthroughOpens > 0 ||
+	// A file with passthrough opens keeps getting them, even once a
+	// remount has turned passthrough off for the others. A new one also
+	// waits while the spill disk is short of room (see passthroughRoom).
+	keepPassthrough := f.passthroughOpens > 0
+	startPassthrough := f.root.passthrough.Load() &&
 		f.cachedOpens == 0 && f.releasing == 0 && f.life.Policy() != policy.Close
-	if f.root.passthrough.Load() && usePassthrough {
-		if fd, ok := f.data.BackingFd(); ok {
+	if keepPassthrough || startPassthrough {
+		if fd, ok := f.data.BackingFd(); ok && (keepPassthrough || f.root.passthroughRoom()) {
 			if !f.passthroughSeen {
 				f.copyTimesToBackingLocked()
 				f.passthroughSeen = true
@@ -207,6 +211,7 @@ func (r *Root) afterUnlink(n inode) {
 	if !ok {
 		if n.base().links() == 0 {
 			r.inodes.Add(-1)
+			r.dropMeta(n)
 		}
 		return
 	}
@@ -226,6 +231,7 @@ func (f *File) free(reason policy.Reason, path string) {
 	f.root.inodes.Add(-1)
 	f.root.events.deleted(f, path, reason)
 	f.root.deletes[reason].Add(1)
+	f.root.dropMeta(f)
 	if err := f.data.Release(); err != nil {
 		f.root.log.Printf("free file %d: %v", f.ino(), err)
 	}
@@ -257,6 +263,7 @@ func (r *Root) removeNames(f *File) string {
 	for _, l := range names {
 		if l.dir.entries.get(l.name) == inode(f) {
 			l.dir.entries.remove(l.name)
+			r.releaseMeta(nameCost(l.name))
 			l.dir.touchChange()
 		}
 	}

@@ -129,19 +129,13 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		server.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	if _, sizeLimit := r.store.Limits(); mc.NoPassthrough || sizeLimit > 0 {
-		r.passthroughNote = "off (--no-passthrough)"
-		if sizeLimit > 0 {
-			// Passthrough writes never reach the daemon, which could then
-			// not hold the mount to its capacity.
-			r.passthroughNote = "off (--size is kept by the daemon)"
-		}
+	whyNot := ""
+	if mc.NoPassthrough {
+		whyNot = "--no-passthrough"
 	} else if err := r.probePassthrough(server); err != nil {
-		r.passthroughNote = "off (" + err.Error() + ")"
-	} else {
-		r.passthrough.Store(true)
-		r.passthroughNote = "on"
+		whyNot = err.Error()
 	}
+	r.initPassthrough(whyNot) // and off while there is a capacity
 	return server, nil
 }
 
@@ -167,7 +161,3 @@ func (r *Root) probePassthrough(server *fuse.Server) error {
 	server.UnregisterBackingFd(id)
 	return nil
 }
-
-// Passthrough says whether rolled-over files are served by FUSE
-// passthrough, and if not, why.
-func (r *Root) Passthrough() string { return r.passthroughNote }

@@ -51,6 +51,9 @@ type node struct {
 	ctime timespec
 
 	xattrs map[string][]byte
+	// metaDropped: the node is gone and what it was charged given back
+	// (metadata.go); its xattrs stay empty.
+	metaDropped bool
 }
 
 // inode is implemented by every node type: it lets directories hold and
@@ -241,37 +244,29 @@ func mayDelete(dir *Dir, victim inode, caller *fuse.Caller) bool {
 	return caller.Uid == v.uid
 }
 
-// Statfs reports the mount's room, so that df is honest: with --size, that
-// capacity and what files use of it; without, what data can still go
-// somewhere: the spill disk's free space plus what the memory budget has
-// left. Inodes likewise: --inodes, or a number that will not run out.
+// Statfs reports the mount's room, so that df is honest: Used is what
+// the mount's files hold (RAM pages, their backing files' blocks, and
+// metadata), not what the spill disk holds for others; Avail is what one
+// file can still take and Size is Used plus what can still be written, in
+// all: within --size if there is one, and within what the spill disk
+// (less its reserve, without --size) and the memory budget have left.
+// Inodes likewise: --inodes, or a number that will not run out.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	r := n.root
 	r.reclaims.waitSettled(reclaimWaitStatfs) // files just deleted free their space
+	c, err := r.store.Capacity()
+	if err != nil {
+		return r.errno("statfs", err)
+	}
 	out.Bsize = blockSize
 	out.Frsize = blockSize
 	out.NameLen = maxNameLen
-	memLimit, sizeLimit := r.store.Limits()
-	stats := r.store.Stats()
-	if sizeLimit > 0 {
-		used := stats.RAMBytes + stats.DiskBytes
-		out.Blocks = uint64(sizeLimit) / blockSize
-		out.Bfree = uint64(max(sizeLimit-used, 0)) / blockSize
-		out.Bavail = out.Bfree
-	} else {
-		st, err := r.store.Statfs()
-		if err != nil {
-			return r.errno("statfs", err)
-		}
-		scale := func(v uint64) uint64 { return v * uint64(st.Bsize) / blockSize }
-		ramFree := uint64(max(memLimit-stats.RAMBytes, 0)) / blockSize
-		out.Blocks = scale(st.Blocks) + uint64(memLimit)/blockSize
-		out.Bfree = scale(st.Bfree) + ramFree
-		out.Bavail = scale(st.Bavail) + ramFree
-	}
+	out.Blocks = uint64(c.Total) / blockSize
+	out.Bfree = uint64(c.Free) / blockSize
+	out.Bavail = uint64(c.Avail) / blockSize
 	used := uint64(r.Inodes())
-	if r.maxInodes > 0 {
-		out.Files = uint64(r.maxInodes)
+	if limit := r.maxInodes.Load(); limit > 0 {
+		out.Files = uint64(limit)
 	} else {
 		out.Files = max(used, 1<<32)
 	}

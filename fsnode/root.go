@@ -64,9 +64,14 @@ type Root struct {
 	notifier *notifier
 
 	// passthrough: opens of files on disk hand the kernel the backing
-	// file (set by Mount once the kernel is known to accept it).
-	passthrough     atomic.Bool
-	passthroughNote string // written by Mount before the daemon says it serves
+	// file (set by Mount once the kernel is known to accept it, and by
+	// updatePassthrough as the capacity changes).
+	passthrough       atomic.Bool
+	passthroughMu     sync.Mutex
+	passthroughWhyNot string // why the kernel or the user rule it out; "" if neither does
+	passthroughNote   string // what Passthrough says
+
+	limitsMu sync.Mutex // one change of limits at a time (remount.go)
 
 	dir *Dir // the root directory
 
@@ -79,7 +84,7 @@ type Root struct {
 
 	nextIno   atomic.Uint64 // last inode number handed out
 	inodes    atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
-	maxInodes int64
+	maxInodes atomic.Int64
 	reclaims  reclaims // files on their way out (forget.go)
 
 	// files maps inode numbers to the regular files whose data is not yet
@@ -98,13 +103,13 @@ const rootIno = 1
 // mount.
 func New(cfg Config) (*Root, error) {
 	r := &Root{
-		log:       cfg.Logger,
-		resolver:  &cfg.Resolver,
-		keepDir:   cfg.KeepDir,
-		maxInodes: cfg.MaxInodes,
-		files:     make(map[uint64]*File),
-		started:   time.Now(),
+		log:      cfg.Logger,
+		resolver: &cfg.Resolver,
+		keepDir:  cfg.KeepDir,
+		files:    make(map[uint64]*File),
+		started:  time.Now(),
 	}
+	r.maxInodes.Store(cfg.MaxInodes)
 	if r.log == nil {
 		r.log = log.Default()
 	}
@@ -112,6 +117,7 @@ func New(cfg Config) (*Root, error) {
 	sc := cfg.Spool
 	sc.OnRollover = r.rolledOver
 	sc.OnRolloverError = r.rolloverFailed
+	sc.NodeMemory = r.nodeMemory
 	store, err := spool.Open(sc)
 	if err != nil {
 		return nil, err
@@ -197,7 +203,8 @@ func (r *Root) awaitInodeRoom() {
 
 // inodesFull reports whether --inodes leaves no room for another node.
 func (r *Root) inodesFull() bool {
-	return r.maxInodes > 0 && r.inodes.Load() >= r.maxInodes
+	limit := r.maxInodes.Load()
+	return limit > 0 && r.inodes.Load() >= limit
 }
 
 // Store returns the spool store that holds file data.

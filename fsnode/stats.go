@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tmpmount/tmpmount/policy"
-	"github.com/tmpmount/tmpmount/spool"
 )
 
 // user.tmpmount.stats (read-only, not listed) carries JSON for scripts and
@@ -23,13 +22,16 @@ type MountStats struct {
 	Inodes        int64    `json:"inodes"` // nodes in use
 	RAMBytes      int64    `json:"ram_bytes"`
 	DiskFiles     int64    `json:"disk_files"`
-	DiskBytes     int64    `json:"disk_bytes"` // disk use of the backing files
+	DiskBytes     int64    `json:"disk_bytes"`  // disk use of the backing files
+	MetaBytes     int64    `json:"meta_bytes"`  // names, xattrs and symlink targets, charged to size and memory
+	MetaMemory    int64    `json:"meta_memory"` // those and the nodes themselves: what metadata takes of the memory budget
 	Rollovers     int64    `json:"rollovers"`
 	Deletes       Deletes  `json:"deletes"`
 	MaxSize       int64    `json:"max_size"`
 	MemLimit      int64    `json:"mem_limit"`
-	SizeLimit     int64    `json:"size_limit"` // 0: none
-	MaxInodes     int64    `json:"max_inodes"` // 0: none
+	SizeLimit     int64    `json:"size_limit"`    // 0: none
+	MaxInodes     int64    `json:"max_inodes"`    // 0: none
+	SpillReserve  int64    `json:"spill_reserve"` // of the spill disk, kept free while there is no size limit
 	Passthrough   string   `json:"passthrough"`
 	SpillDir      string   `json:"spill_dir"`
 	KeepDir       string   `json:"keep_dir,omitempty"`
@@ -62,21 +64,22 @@ func (r *Root) mountStats() MountStats {
 	r.filesMu.Lock()
 	files := int64(len(r.files))
 	r.filesMu.Unlock()
-	var diskBytes int64
-	if sizeLimit > 0 {
-		diskBytes = st.DiskBytes
-	} else {
-		diskBytes = r.diskUse()
+	diskBytes := st.DiskBytes
+	if sizeLimit == 0 {
+		diskBytes = r.store.DiskUse() // (tracked only with a capacity)
 	}
 	ms := MountStats{
 		Files: files, Inodes: r.Inodes(),
-		RAMBytes: st.RAMBytes, DiskFiles: st.DiskFiles, DiskBytes: diskBytes, Rollovers: st.Rollovers,
+		RAMBytes: st.RAMBytes, DiskFiles: st.DiskFiles, DiskBytes: diskBytes, MetaBytes: st.MetaBytes,
+		MetaMemory: st.MetaBytes + r.nodeMemory(),
+		Rollovers:  st.Rollovers,
 		Deletes: Deletes{
 			Close: r.deletes[policy.ByClose].Load(), Unlink: r.deletes[policy.ByUnlink].Load(),
 			Unmount: r.deletes[policy.ByUnmount].Load(),
 		},
-		MaxSize: r.store.MaxSize(), MemLimit: memLimit, SizeLimit: sizeLimit, MaxInodes: r.maxInodes,
-		Passthrough: r.passthroughNote, SpillDir: r.store.Dir(), KeepDir: r.keepDir,
+		MaxSize: r.store.MaxSize(), MemLimit: memLimit, SizeLimit: sizeLimit, MaxInodes: r.maxInodes.Load(),
+		SpillReserve: r.store.SpillReserve(),
+		Passthrough:  r.Passthrough(), SpillDir: r.store.Dir(), KeepDir: r.keepDir,
 		UptimeSeconds: time.Since(r.started).Seconds(),
 		DefaultPolicy: r.resolver.Default.String(),
 	}
@@ -87,24 +90,6 @@ func (r *Root) mountStats() MountStats {
 		ms.Rules = append(ms.Rules, rule.String())
 	}
 	return ms
-}
-
-// diskUse adds up the disk use of every backing file (without --size it is
-// not tracked as files change).
-func (r *Root) diskUse() int64 {
-	r.filesMu.Lock()
-	files := make([]*File, 0, len(r.files))
-	for _, f := range r.files {
-		files = append(files, f)
-	}
-	r.filesMu.Unlock()
-	var total int64
-	for _, f := range files {
-		if st, err := f.data.Stat(); err == nil && st.Residency == spool.OnDisk {
-			total += st.Blocks * 512
-		}
-	}
-	return total
 }
 
 func (f *File) stats() (FileStats, error) {

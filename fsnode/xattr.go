@@ -97,14 +97,34 @@ func (n *node) setStoredXattr(attr string, data []byte, flags uint32) syscall.Er
 	if len(data) > xattrSizeMax {
 		return syscall.E2BIG
 	}
+	// Charged before the lock (making room may roll files over); what
+	// it replaces is given back after.
+	cost := xattrCost(attr, data)
+	if errno := n.root.chargeMeta(cost, false); errno != 0 {
+		return errno
+	}
+	freed, errno := n.storeXattr(attr, data, flags)
+	if errno != 0 {
+		freed = cost
+	}
+	n.root.releaseMeta(freed)
+	return errno
+}
+
+// storeXattr stores a charged xattr and returns what the value it
+// replaced was charged.
+func (n *node) storeXattr(attr string, data []byte, flags uint32) (freed int64, errno syscall.Errno) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.metaDropped {
+		return 0, syscall.ENOENT
+	}
 	old, exists := n.xattrs[attr]
 	switch {
 	case flags&unix.XATTR_CREATE != 0 && exists:
-		return syscall.EEXIST
+		return 0, syscall.EEXIST
 	case flags&unix.XATTR_REPLACE != 0 && !exists:
-		return unix.ENODATA
+		return 0, unix.ENODATA
 	}
 	used := 0
 	for k, v := range n.xattrs {
@@ -112,16 +132,17 @@ func (n *node) setStoredXattr(attr string, data []byte, flags uint32) syscall.Er
 	}
 	if exists {
 		used -= len(attr) + len(old)
+		freed = xattrCost(attr, old)
 	}
 	if used+len(attr)+len(data) > xattrSpaceMax {
-		return syscall.ENOSPC
+		return 0, syscall.ENOSPC
 	}
 	if n.xattrs == nil {
 		n.xattrs = make(map[string][]byte)
 	}
 	n.xattrs[attr] = slices.Clone(data)
 	n.ctime = nowTimespec()
-	return 0
+	return freed, 0
 }
 
 // Removexattr deletes a stored extended attribute.
@@ -133,12 +154,15 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return errno
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.xattrs[attr]; !ok {
+	old, ok := n.xattrs[attr]
+	if !ok {
+		n.mu.Unlock()
 		return unix.ENODATA
 	}
 	delete(n.xattrs, attr)
 	n.ctime = nowTimespec()
+	n.mu.Unlock()
+	n.root.releaseMeta(xattrCost(attr, old))
 	return 0
 }
 

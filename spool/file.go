@@ -197,9 +197,9 @@ func (f *File) writeOnDisk(p []byte, off, end int64) (n int, missing int64, inRA
 	if f.fd < 0 {
 		return 0, f.pages.missing(off/PageSize, ceilPages(end)), true, nil
 	}
-	grow := f.diskGrowth(off, end)
-	if !f.store.tryChargeDisk(grow) {
-		return 0, 0, false, unix.ENOSPC
+	grow, err := f.chargeDiskGrowth(off, end)
+	if err != nil {
+		return 0, 0, false, err
 	}
 	n, err = pwriteFull(f.fd, p, off)
 	f.syncDiskUse(grow)
@@ -304,7 +304,10 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 	end := off + length
 	f.touch()
 	for {
-		done, missing, err := f.allocateOnDisk(off, length, mode)
+		done, missing, undo, err := f.allocateOnDisk(off, length, mode)
+		if undo != nil {
+			f.undoAllocation(undo)
+		}
 		if done {
 			return err
 		}
@@ -331,32 +334,86 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 
 // allocateOnDisk does Allocate on the backing file. If the file is in RAM
 // it does nothing (done is false) and counts the pages the allocation
-// would add (missing).
-func (f *File) allocateOnDisk(off, length int64, mode uint32) (done bool, missing int64, err error) {
+// would add (missing). If the backing file's fallocate failed, undo lists
+// the ranges that were holes before it, for undoAllocation.
+func (f *File) allocateOnDisk(off, length int64, mode uint32) (done bool, missing int64, undo []byteRange, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.released {
-		return true, 0, ErrReleased
+		return true, 0, nil, ErrReleased
 	}
 	if f.fd < 0 {
 		if mode&FallocPunchHole != 0 {
-			return false, 0, nil
+			return false, 0, nil, nil
 		}
-		return false, f.pages.missing(off/PageSize, ceilPages(off+length)), nil
+		return false, f.pages.missing(off/PageSize, ceilPages(off+length)), nil, nil
 	}
-	grow := int64(0)
-	if mode&FallocPunchHole == 0 {
-		grow = f.diskGrowth(off, off+length)
+	if mode&FallocPunchHole != 0 {
+		err = unix.Fallocate(f.fd, mode, off, length)
+		f.syncDiskUse(0)
+		if err != nil {
+			return true, 0, nil, fmt.Errorf("spool: punch hole in backing file: %w", err)
+		}
+		return true, 0, nil, nil
 	}
-	if !f.store.tryChargeDisk(grow) {
-		return true, 0, unix.ENOSPC
+	grow, err := f.chargeDiskGrowth(off, off+length)
+	if err != nil {
+		return true, 0, nil, err
 	}
-	err = unix.Fallocate(f.fd, mode, off, length)
+	holes := f.holes(off, off+length)
+	err = f.allocateBacking(off, off+length, mode)
 	f.syncDiskUse(grow)
 	if err != nil {
-		return true, 0, fmt.Errorf("spool: fallocate backing file: %w", err)
+		return true, 0, holes, err
 	}
-	return true, 0, nil
+	return true, 0, nil, nil
+}
+
+// allocateBacking allocates [off, end) of the backing file, growing it
+// unless mode has FallocKeepSize. The size moves only once everything is
+// allocated, as on tmpfs (ext4 moves it as it goes).
+func (f *File) allocateBacking(off, end int64, mode uint32) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return fmt.Errorf("spool: stat backing file: %w", err)
+	}
+	err := unix.Fallocate(f.fd, mode|FallocKeepSize, off, end-off)
+	if err == nil && mode&FallocKeepSize == 0 && end > st.Size {
+		err = unix.Ftruncate(f.fd, end)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: fallocate backing file: %w", err)
+	}
+	return nil
+}
+
+// undoAllocation gives back what a failed fallocate of the backing file
+// had been given before it failed: ext4 keeps those blocks, and a full
+// spill disk would stay full. As on tmpfs, a failed fallocate then takes
+// no space. Within the file, it frees what were holes before and still
+// hold no data (a write since may have filled some); past its end, it
+// truncates to the size the file has, which drops blocks allocated
+// beyond it (ext4 punches no hole there). Blocks allocated but never
+// written before the fallocate, which SEEK_HOLE shows as holes too, are
+// freed with them; they read as zeros either way. It takes the lock
+// exclusively, so that no write races with the truncate.
+func (f *File) undoAllocation(wereHoles []byteRange) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var st unix.Stat_t
+	if f.fd < 0 || f.released || unix.Fstat(f.fd, &st) != nil {
+		return
+	}
+	block := max(int64(st.Blksize), 1)
+	for _, was := range wereHoles {
+		for _, h := range f.holes(was.start, min(was.end, st.Size)) {
+			// Holes are whole blocks but where a range cuts them.
+			start, end := h.start/block*block, min(divRoundUp(h.end, block)*block, maxOffset)
+			unix.Fallocate(f.fd, FallocPunchHole|FallocKeepSize, start, end-start)
+		}
+	}
+	unix.Ftruncate(f.fd, st.Size)
+	f.syncDiskUse(0)
 }
 
 // allocateInRAM does Allocate in pages, taking new ones from res. again
@@ -524,12 +581,12 @@ func (f *File) Release() error {
 	f.released = true
 	f.freePages(0, maxPageIndex)
 	f.size = 0
-	f.store.removeRAMFile(f)
+	f.store.forget(f)
 	f.store.diskBytes.Add(-f.diskUse.Swap(0))
 	if f.fd >= 0 {
 		fd := f.fd
 		f.fd = -1
-		f.store.diskFiles.Add(-1)
+		f.store.onDiskCount.Add(-1)
 		if err := unix.Close(fd); err != nil {
 			return fmt.Errorf("spool: close backing file: %w", err)
 		}
@@ -539,7 +596,8 @@ func (f *File) Release() error {
 
 // exceedsThreshold reports whether a RAM file reaching end must roll over.
 func (f *File) exceedsThreshold(end int64) bool {
-	return f.store.maxSize > 0 && end > f.store.maxSize
+	maxSize := f.store.maxSize.Load()
+	return maxSize > 0 && end > maxSize
 }
 
 // pageForWrite returns the page at idx, allocating a zeroed one from res
@@ -599,6 +657,11 @@ func (r *rollover) report(f *File) {
 // unchanged, and the partial backing file is closed (it has no name, so
 // closing frees it).
 func (f *File) spillLocked(rolled *rollover) error {
+	if room, bounded, err := f.store.spillRoom(); err != nil {
+		return err
+	} else if bounded && f.pages.count*PageSize > room {
+		return fmt.Errorf("spool: roll over to %s: %w", f.store.dir, unix.ENOSPC)
+	}
 	fd, err := f.store.createBacking()
 	if err != nil {
 		rolled.err = err
@@ -617,8 +680,8 @@ func (f *File) spillLocked(rolled *rollover) error {
 	f.freePages(0, maxPageIndex)
 	f.pages = pageTable{}
 	f.size = 0
-	f.store.removeRAMFile(f)
-	f.store.diskFiles.Add(1)
+	f.store.movedToDisk(f)
+	f.store.onDiskCount.Add(1)
 	f.store.rollovers.Add(1)
 	return nil
 }
@@ -683,12 +746,15 @@ type pageRange struct{ start, end int64 }
 
 // ceilPages is the number of pages that n bytes span, without overflowing
 // near 2^63.
-func ceilPages(n int64) int64 {
-	pages := n / PageSize
-	if n%PageSize != 0 {
-		pages++
+func ceilPages(n int64) int64 { return divRoundUp(n, PageSize) }
+
+// divRoundUp is n/d rounded up, for n >= 0 and d > 0, without overflowing.
+func divRoundUp(n, d int64) int64 {
+	q := n / d
+	if n%d != 0 {
+		q++
 	}
-	return pages
+	return q
 }
 
 // pageOffset is the byte offset of page idx, saturating at the largest

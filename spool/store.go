@@ -37,9 +37,23 @@ type Config struct {
 	// Past it, files roll over to disk to make room (see budget.go).
 	MemLimit int64
 
-	// SizeLimit bounds RAM pages plus backing files' disk use (0: no
-	// bound), as tmpfs's size=; past it writes fail with ENOSPC.
+	// SizeLimit bounds RAM pages plus backing files' disk use plus
+	// metadata (0: no bound), as tmpfs's size=; past it writes fail with
+	// ENOSPC.
 	SizeLimit int64
+
+	// SpillReserve is how much of the spill filesystem (its space
+	// available to unprivileged users) is kept free for everyone else
+	// while there is no SizeLimit: what would eat into it fails with
+	// ENOSPC. DefaultSpillReserve asks for spillReservePercent of the
+	// spill filesystem's size; 0 keeps none.
+	SpillReserve int64
+
+	// NodeMemory, if set, returns the memory the caller's own records of
+	// its files hold beyond the metadata it charges (ChargeMetadata): it
+	// counts against the memory budget too. It is called often, with a
+	// lock of the Store held, so it must be cheap and take no lock.
+	NodeMemory func() int64
 
 	// OnRollover, if set, is called after a file has rolled over, with the
 	// id it was made with and the size it had when it moved (before the
@@ -57,9 +71,14 @@ type Config struct {
 // Store owns the private spill directory and the counters shared by every
 // File it hands out. It is safe for concurrent use.
 type Store struct {
-	maxSize    int64
-	memLimit   int64
-	sizeLimit  int64
+	// The limits: fixed until SetLimits changes them.
+	maxSize   atomic.Int64
+	memLimit  atomic.Int64
+	sizeLimit atomic.Int64
+
+	reserve    int64 // of the spill filesystem, applied without a sizeLimit
+	metaBound  int64 // bounds metadata when there is no memLimit
+	nodeMem    func() int64
 	onRollover func(id uint64, size int64)
 
 	onRolloverError func(id uint64, err error)
@@ -76,23 +95,26 @@ type Store struct {
 
 	pages pageAllocator // where files' RAM pages come from
 
-	chargeMu sync.Mutex // makes a limit check and its charge one step
-	evictMu  sync.Mutex // one rollover to make room at a time
-	filesMu  sync.Mutex // guards ramFiles
-	ramFiles map[*File]struct{}
+	chargeMu  sync.Mutex // makes a limit check and its charge one step
+	evictMu   sync.Mutex // one rollover to make room at a time
+	filesMu   sync.Mutex // guards ramFiles and diskFiles
+	ramFiles  map[*File]struct{}
+	diskFiles map[*File]struct{}
 
-	ramBytes  atomic.Int64 // bytes of pages held in RAM by all files, and reserved for writes
-	diskBytes atomic.Int64 // backing files' disk use, tracked only with a SizeLimit
-	diskFiles atomic.Int64 // files currently rolled over
-	rollovers atomic.Int64 // rollovers since the Store was opened
+	ramBytes    atomic.Int64 // bytes of pages held in RAM by all files, and reserved for writes
+	diskBytes   atomic.Int64 // backing files' disk use, tracked only with a SizeLimit
+	metaBytes   atomic.Int64 // metadata charged by ChargeMetadata
+	onDiskCount atomic.Int64 // files currently rolled over
+	rollovers   atomic.Int64 // rollovers since the Store was opened
 }
 
 // Stats is a snapshot of a Store's counters.
 type Stats struct {
 	RAMBytes  int64 // bytes of pages held in RAM (and set aside for writes in progress)
-	DiskBytes int64 // disk use of the backing files, counted only with a SizeLimit
+	DiskBytes int64 // disk use of the backing files, counted only with a SizeLimit (see DiskUse)
 	DiskFiles int64 // files currently backed by disk
 	Rollovers int64 // rollovers so far
+	MetaBytes int64 // metadata charged (ChargeMetadata)
 }
 
 // spillNamePrefix names backing files made under a name (where O_TMPFILE
@@ -106,8 +128,8 @@ const dirPrefix = "tmpmount-"
 // Open makes a private spill directory inside cfg.SpillParent and returns a
 // Store that creates its backing files there.
 func Open(cfg Config) (*Store, error) {
-	if cfg.MaxSize < 0 {
-		return nil, fmt.Errorf("spool: negative max size %d", cfg.MaxSize)
+	if cfg.MaxSize < 0 || cfg.MemLimit < 0 || cfg.SizeLimit < 0 {
+		return nil, fmt.Errorf("spool: negative limit in %+v", cfg)
 	}
 	parent, err := filepath.Abs(cfg.SpillParent)
 	if err != nil {
@@ -127,11 +149,18 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		maxSize: cfg.MaxSize, memLimit: cfg.MemLimit, sizeLimit: cfg.SizeLimit,
+		metaBound: metadataBound(), nodeMem: cfg.NodeMemory,
 		onRollover: cfg.OnRollover, onRolloverError: cfg.OnRolloverError, dir: dir, dirFd: fd,
-		ramFiles: make(map[*File]struct{}),
+		ramFiles: make(map[*File]struct{}), diskFiles: make(map[*File]struct{}),
 	}
+	s.maxSize.Store(cfg.MaxSize)
+	s.memLimit.Store(cfg.MemLimit)
+	s.sizeLimit.Store(cfg.SizeLimit)
 	if err := s.probe(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.reserve, err = s.reserveFor(cfg.SpillReserve); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -202,18 +231,21 @@ func (s *Store) ProbeFd() (int, error) { return s.createBacking() }
 func (s *Store) Dir() string { return s.dir }
 
 // MaxSize is the per-file RAM threshold (0: never by size).
-func (s *Store) MaxSize() int64 { return s.maxSize }
+func (s *Store) MaxSize() int64 { return s.maxSize.Load() }
 
 // Limits returns the memory budget and the capacity (0: none).
-func (s *Store) Limits() (memLimit, sizeLimit int64) { return s.memLimit, s.sizeLimit }
+func (s *Store) Limits() (memLimit, sizeLimit int64) {
+	return s.memLimit.Load(), s.sizeLimit.Load()
+}
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
 		RAMBytes:  s.ramBytes.Load(),
 		DiskBytes: s.diskBytes.Load(),
-		DiskFiles: s.diskFiles.Load(),
+		DiskFiles: s.onDiskCount.Load(),
 		Rollovers: s.rollovers.Load(),
+		MetaBytes: s.metaBytes.Load(),
 	}
 }
 

@@ -113,8 +113,9 @@ func recoverDeadMount(path string) error {
 type mountEntry struct {
 	point  string
 	fstype string
-	super  string // the superblock's options (FUSE's user_id=, ...)
-	dev    uint64 // the device number of its filesystem
+	super  string   // the superblock's options (FUSE's user_id=, ...)
+	dev    uint64   // the device number of its filesystem
+	opts   []string // the per-mount options: rw or ro, nosuid, ...
 }
 
 // fuseUserID is the user_id= of a FUSE mount: who mounted it; -1 if none.
@@ -143,10 +144,10 @@ func mountTable(file string) ([]mountEntry, error) {
 	for sc.Scan() {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		if len(fields) < 6 {
 			continue
 		}
-		e := mountEntry{point: unescapeMountinfo(fields[4])}
+		e := mountEntry{point: unescapeMountinfo(fields[4]), opts: strings.Split(fields[5], ",")}
 		if major, minor, ok := strings.Cut(fields[2], ":"); ok {
 			ma, _ := strconv.ParseUint(major, 10, 32)
 			mi, _ := strconv.ParseUint(minor, 10, 32)

@@ -41,6 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return statCommand(args[1:], stdout, logger)
 		}
 	}
+	if isRemount(args) {
+		return remountCommand(args, logger)
+	}
 	return mountCommand(args, stdout, stderr, logger)
 }
 
@@ -117,13 +120,6 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 	notifyParent(nil)
 	go s.serveSignals(signals)
 	return s.finish(progressPrinter(logger))
-}
-
-func describeLimit(n int64) string {
-	if n == 0 {
-		return "unlimited"
-	}
-	return formatSize(n)
 }
 
 func describeMaxSize(n int64) string {

@@ -77,6 +77,8 @@ func prepareSession(o *options, mountpoint string, logger *log.Logger) (*session
 			MaxSize:     o.maxSize.bytes,
 			MemLimit:    o.memLimit.bytes,
 			SizeLimit:   o.size.bytes,
+			// Without --size, a runaway job must not fill the disk.
+			SpillReserve: spool.DefaultSpillReserve,
 		},
 		MaxInodes: o.inodes,
 		Mode:      o.mode,
@@ -126,7 +128,7 @@ func (s *session) mount(fd int) error {
 	}
 	lowerOOMScore(s.logger)
 	s.logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
-		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), formatSize(s.o.memLimit.bytes), describeLimit(s.o.size.bytes),
+		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), formatSize(s.o.memLimit.bytes), describeSize(s.o.size.bytes, s.root.Store().SpillReserve()),
 		s.o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
 	return nil
 }

@@ -122,8 +122,9 @@ func printMountStats(w io.Writer, root string, s fsnode.MountStats) {
 	}
 	fmt.Fprintf(w, "%s (tmpmount)\n", root)
 	fmt.Fprintf(w, "  files:      %d (%d on disk), %d inodes in use\n", s.Files, s.DiskFiles, s.Inodes)
-	fmt.Fprintf(w, "  data:       %s in RAM, %s on disk\n", humanize.IBytes(uint64(s.RAMBytes)), humanize.IBytes(uint64(s.DiskBytes)))
-	fmt.Fprintf(w, "  limits:     max-size %s, mem-limit %s, size %s, inodes %s\n", limit(s.MaxSize), limit(s.MemLimit), limit(s.SizeLimit), inodes)
+	fmt.Fprintf(w, "  data:       %s in RAM, %s on disk, %s of names, xattrs and symlinks\n",
+		humanize.IBytes(uint64(s.RAMBytes)), humanize.IBytes(uint64(s.DiskBytes)), humanize.IBytes(uint64(s.MetaBytes)))
+	fmt.Fprintf(w, "  limits:     max-size %s, mem-limit %s, size %s, inodes %s\n", limit(s.MaxSize), limit(s.MemLimit), describeSize(s.SizeLimit, s.SpillReserve), inodes)
 	fmt.Fprintf(w, "  rollovers:  %d\n", s.Rollovers)
 	fmt.Fprintf(w, "  deletes:    %d on close, %d by unlink, %d at unmount\n", s.Deletes.Close, s.Deletes.Unlink, s.Deletes.Unmount)
 	policy := "delete " + s.DefaultPolicy
