@@ -1972,7 +1972,7 @@ func TestPolicyEventsLog(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	wantKeys := map[string][]string{
 		"create":   {"event", "ino", "path", "policy", "source", "time"},
-		"rollover": {"event", "ino", "path", "size", "time"},
+		"rollover": {"event", "ino", "path", "reason", "size", "time"},
 		"delete":   {"event", "ino", "path", "reason", "time"},
 		"keep":     {"dest", "event", "ino", "path", "time"},
 	}
@@ -2016,7 +2016,7 @@ func TestPolicyEventsLog(t *testing.T) {
 	type step struct{ event, path, policy, source, reason, dest string }
 	want := map[string][]step{
 		"a.close":    {{event: "create", path: "a.close", policy: "close", source: "rule"}, {event: "delete", path: "a.close", reason: "close"}},
-		"big.txt":    {{event: "create", path: "big.txt", policy: "unmount", source: "default"}, {event: "rollover", path: "big.txt"}, {event: "delete", path: "big.txt", reason: "unlink"}},
+		"big.txt":    {{event: "create", path: "big.txt", policy: "unmount", source: "default"}, {event: "rollover", path: "big.txt", reason: "size"}, {event: "delete", path: "big.txt", reason: "unlink"}},
 		"keep/k.txt": {{event: "create", path: "keep/k.txt", policy: "keep", source: "rule"}, {event: "keep", path: "keep/k.txt", dest: filepath.Join(keepDir, "keep/k.txt")}},
 		"r.txt":      {{event: "create", path: "r.txt", policy: "unmount", source: "default"}, {event: "keep", path: "keep/r.txt", dest: filepath.Join(keepDir, "keep/r.txt")}},
 		"stay.txt":   {{event: "create", path: "stay.txt", policy: "unmount", source: "default"}, {event: "delete", path: "stay.txt", reason: "unmount"}},

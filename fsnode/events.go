@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tmpmount/tmpmount/policy"
+	"github.com/tmpmount/tmpmount/spool"
 )
 
 // eventLog appends one JSON line per create, rollover, delete and keep to
@@ -29,8 +30,8 @@ type event struct {
 	Ino    uint64 `json:"ino"`
 	Policy string `json:"policy,omitempty"` // create
 	Source string `json:"source,omitempty"` // create: where the policy came from
-	Size   *int64 `json:"size,omitempty"`   // rollover: the size that rolled over
-	Reason string `json:"reason,omitempty"` // delete: close, unmount or unlink
+	Size   *int64 `json:"size,omitempty"`   // rollover: the file's size when it moved
+	Reason string `json:"reason,omitempty"` // delete: close, unmount or unlink; rollover: rolloverReasons
 	Dest   string `json:"dest,omitempty"`   // keep: where the file was saved
 }
 
@@ -70,8 +71,18 @@ func (l *eventLog) created(f *File, path string) {
 	l.emit(event{Event: "create", Path: path, Ino: f.ino(), Policy: p.String(), Source: src.String()})
 }
 
-func (l *eventLog) rolledOver(f *File, path string, size int64) {
-	l.emit(event{Event: "rollover", Path: path, Ino: f.ino(), Size: &size})
+// rolloverReasons names why a file rolled over, in events: it grew past
+// --max-size, the memory budget needed the room, it was written through a
+// shared mapping, or user.tmpmount.spill was set on it.
+var rolloverReasons = map[spool.Reason]string{
+	spool.BySize:    "size",
+	spool.ForMemory: "memory",
+	spool.ByMapping: "mmap",
+	spool.OnRequest: "xattr",
+}
+
+func (l *eventLog) rolledOver(f *File, path string, size int64, why spool.Reason) {
+	l.emit(event{Event: "rollover", Path: path, Ino: f.ino(), Size: &size, Reason: rolloverReasons[why]})
 }
 
 func (l *eventLog) deleted(f *File, path string, reason policy.Reason) {

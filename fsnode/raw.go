@@ -2,6 +2,8 @@ package fsnode
 
 import (
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tmpmount/tmpmount/spool"
 )
 
 // rawFS sits between go-fuse's server and its fs bridge to see request
@@ -73,7 +75,7 @@ func (r *rawFS) beforeWrite(in *fuse.WriteIn) {
 		return
 	}
 	if in.WriteFlags&fuse.WRITE_CACHE != 0 {
-		if err := f.data.Spill(); err != nil {
+		if err := f.data.SpillFor(spool.ByMapping); err != nil {
 			r.root.log.Printf("file %d written through a mapping stays in RAM: %v", f.ino(), err)
 		}
 	}

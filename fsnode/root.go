@@ -139,8 +139,8 @@ func New(cfg Config) (*Root, error) {
 	return r, nil
 }
 
-// rolledOver is the spool's report that file ino moved to disk.
-func (r *Root) rolledOver(ino uint64, size int64) {
+// rolledOver is the spool's report that file ino moved to disk, and why.
+func (r *Root) rolledOver(ino uint64, size int64, why spool.Reason) {
 	f := r.fileByIno(ino)
 	if f == nil || r.events == nil {
 		return
@@ -148,7 +148,7 @@ func (r *Root) rolledOver(ino uint64, size int64) {
 	r.tree.RLock()
 	path := f.pathLocked()
 	r.tree.RUnlock()
-	r.events.rolledOver(f, path, size)
+	r.events.rolledOver(f, path, size, why)
 }
 
 // rolloverFailed is the spool's report that file ino could not move to

@@ -154,7 +154,7 @@ func (s *Store) chargeEvicting(self *File, try func() chargeResult) (evictSelf b
 			s.evictMu.Unlock()
 			return true, nil
 		}
-		err := victim.Spill()
+		err := victim.SpillFor(ForMemory)
 		s.evictMu.Unlock()
 		if err != nil && !errors.Is(err, ErrReleased) {
 			// (A victim released meanwhile made room all the same.)

@@ -20,19 +20,29 @@ import (
 
 // rolloverLog records the calls of OnRollover.
 type rolloverLog struct {
-	mu    sync.Mutex
-	sizes map[uint64][]int64 // the sizes reported for each id, in order
-	total atomic.Int64
+	mu      sync.Mutex
+	sizes   map[uint64][]int64  // the sizes reported for each id, in order
+	reasons map[uint64][]Reason // and the reasons
+	total   atomic.Int64
 }
 
-func (l *rolloverLog) record(id uint64, size int64) {
+func (l *rolloverLog) record(id uint64, size int64, why Reason) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sizes == nil {
 		l.sizes = make(map[uint64][]int64)
+		l.reasons = make(map[uint64][]Reason)
 	}
 	l.sizes[id] = append(l.sizes[id], size)
+	l.reasons[id] = append(l.reasons[id], why)
 	l.total.Add(1)
+}
+
+// reasonsOf returns the reasons reported for id.
+func (l *rolloverLog) reasonsOf(id uint64) []Reason {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reasons[id]
 }
 
 // of returns the sizes reported for id.
@@ -434,6 +444,9 @@ func TestMemLimitOneFileRollsItselfOver(t *testing.T) {
 			if got := log.of(1); len(got) != 1 || got[0] != tc.rolledAt {
 				t.Errorf("OnRollover sizes = %v, want [%d]", got, tc.rolledAt)
 			}
+			if got := log.reasonsOf(1); len(got) != 1 || got[0] != ForMemory {
+				t.Errorf("OnRollover reasons = %v, want [memory]", got)
+			}
 			wantStats(t, s, Stats{DiskFiles: 1, Rollovers: 1})
 		})
 	}
@@ -635,7 +648,7 @@ func TestEvictionVictimReleased(t *testing.T) {
 		wrote <- result{n, err}
 	}()
 	waitUntil(t, "the write to roll the victim over", func() bool {
-		return goroutineIn("spool.(*File).Spill(", "spool.(*Store).reserveRAM(")
+		return goroutineIn("spool.(*File).SpillFor(", "spool.(*Store).reserveRAM(")
 	})
 	victim.mu.RUnlock()
 

@@ -172,7 +172,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 			return 0, err
 		}
 		if toDisk {
-			if err := f.Spill(); err != nil {
+			if err := f.SpillFor(ForMemory); err != nil {
 				return 0, err
 			}
 			continue
@@ -221,7 +221,7 @@ func (f *File) writeInRAM(p []byte, off, end int64, res *reservation) (n int, ag
 	case f.fd >= 0:
 		return 0, true, nil
 	case f.exceedsThreshold(end):
-		if err := f.spillLocked(&rolled); err != nil {
+		if err := f.spillLocked(&rolled, BySize); err != nil {
 			return 0, false, err
 		}
 		return 0, true, nil
@@ -260,7 +260,7 @@ func (f *File) Truncate(size int64) error {
 		return ErrReleased
 	}
 	if f.fd < 0 && f.exceedsThreshold(size) {
-		if err := f.spillLocked(&rolled); err != nil {
+		if err := f.spillLocked(&rolled, BySize); err != nil {
 			return err
 		}
 	}
@@ -318,7 +318,7 @@ func (f *File) Allocate(off, length int64, mode uint32) error {
 				return err
 			}
 			if toDisk {
-				if err := f.Spill(); err != nil {
+				if err := f.SpillFor(ForMemory); err != nil {
 					return err
 				}
 				continue
@@ -433,7 +433,7 @@ func (f *File) allocateInRAM(off, end int64, mode uint32, res *reservation) (aga
 		f.punchLocked(off, end)
 		return false, nil
 	case f.exceedsThreshold(end):
-		if err := f.spillLocked(&rolled); err != nil {
+		if err := f.spillLocked(&rolled, BySize); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -524,7 +524,10 @@ func (f *File) seek(off int64, whence int) (int64, error) {
 
 // Spill rolls the file over to disk now, if it is not there already: the
 // fileno() of this filesystem. It is idempotent.
-func (f *File) Spill() error {
+func (f *File) Spill() error { return f.SpillFor(OnRequest) }
+
+// SpillFor is Spill, reporting why to OnRollover.
+func (f *File) SpillFor(why Reason) error {
 	var rolled rollover
 	defer rolled.report(f)
 	f.mu.Lock()
@@ -535,7 +538,7 @@ func (f *File) Spill() error {
 	if f.fd >= 0 {
 		return nil
 	}
-	return f.spillLocked(&rolled)
+	return f.spillLocked(&rolled, why)
 }
 
 // SetTimes sets the backing file's access and modification times, for a
@@ -640,12 +643,13 @@ func (f *File) freePages(from, to int64) {
 type rollover struct {
 	happened bool
 	size     int64
+	why      Reason
 	err      error // why a rollover that was tried failed
 }
 
 func (r *rollover) report(f *File) {
 	if r.happened && f.store.onRollover != nil {
-		f.store.onRollover(f.id, r.size)
+		f.store.onRollover(f.id, r.size, r.why)
 	}
 	if r.err != nil && f.store.onRolloverError != nil {
 		f.store.onRolloverError(f.id, r.err)
@@ -656,7 +660,7 @@ func (r *rollover) report(f *File) {
 // the file to it. Holes stay holes. On error the file is left in RAM,
 // unchanged, and the partial backing file is closed (it has no name, so
 // closing frees it).
-func (f *File) spillLocked(rolled *rollover) error {
+func (f *File) spillLocked(rolled *rollover, why Reason) error {
 	if room, bounded, err := f.store.spillRoom(); err != nil {
 		return err
 	} else if bounded && f.pages.count*PageSize > room {
@@ -672,7 +676,7 @@ func (f *File) spillLocked(rolled *rollover) error {
 		rolled.err = fmt.Errorf("spool: roll over to %s: %w", f.store.dir, err)
 		return rolled.err
 	}
-	*rolled = rollover{happened: true, size: f.size}
+	*rolled = rollover{happened: true, size: f.size, why: why}
 	// Charge the disk before freeing the RAM, so that the capacity never
 	// sees the file's bytes counted nowhere.
 	f.fd = fd

@@ -960,26 +960,28 @@ func TestTruncateFreesPagesPastEnd(t *testing.T) {
 }
 
 // TestOnRollover checks that OnRollover hears of each rollover once, with
-// the file's id and the size it rolled over at, and with no lock of the
-// file held (the callback stats the file, which would deadlock otherwise).
+// the file's id, the size it rolled over at and why, and with no lock of
+// the file held (the callback stats the file, which would deadlock
+// otherwise).
 func TestOnRollover(t *testing.T) {
 	type call struct {
 		id   uint64
 		size int64
+		why  Reason
 	}
 	var calls []call
 	var files map[uint64]*File
-	s, err := Open(Config{SpillParent: t.TempDir(), MaxSize: 8192, OnRollover: func(id uint64, size int64) {
+	s, err := Open(Config{SpillParent: t.TempDir(), MaxSize: 8192, OnRollover: func(id uint64, size int64, why Reason) {
 		if _, err := files[id].Stat(); err != nil {
 			t.Errorf("Stat in OnRollover: %v", err)
 		}
-		calls = append(calls, call{id, size})
+		calls = append(calls, call{id, size, why})
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	files = map[uint64]*File{7: s.NewFile(7), 8: s.NewFile(8), 9: s.NewFile(9), 10: s.NewFile(10)}
+	files = map[uint64]*File{7: s.NewFile(7), 8: s.NewFile(8), 9: s.NewFile(9), 10: s.NewFile(10), 11: s.NewFile(11)}
 	for _, f := range files {
 		defer f.Release()
 	}
@@ -1004,7 +1006,13 @@ func TestOnRollover(t *testing.T) {
 	if err := files[10].Allocate(0, 9000, 0); err != nil {
 		t.Fatal(err)
 	}
-	want := []call{{7, 0}, {8, 0}, {9, 3}, {10, 0}}
+	if _, err := files[11].WriteAt([]byte("mapped"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := files[11].SpillFor(ByMapping); err != nil {
+		t.Fatal(err)
+	}
+	want := []call{{7, 0, BySize}, {8, 0, BySize}, {9, 3, OnRequest}, {10, 0, BySize}, {11, 6, ByMapping}}
 	if !slices.Equal(calls, want) {
 		t.Errorf("OnRollover calls = %v, want %v", calls, want)
 	}

@@ -56,10 +56,10 @@ type Config struct {
 	NodeMemory func() int64
 
 	// OnRollover, if set, is called after a file has rolled over, with the
-	// id it was made with and the size it had when it moved (before the
-	// write or truncate that made it move). It runs with no lock of the
-	// file held, in the goroutine that caused the rollover.
-	OnRollover func(id uint64, size int64)
+	// id it was made with, the size it had when it moved (before the
+	// write or truncate that made it move) and why it moved. It runs with
+	// no lock of the file held, in the goroutine that caused the rollover.
+	OnRollover func(id uint64, size int64, why Reason)
 
 	// OnRolloverError, if set, is called when a rollover was tried and
 	// failed (no room on the spill disk, the spill directory gone, an I/O
@@ -79,7 +79,7 @@ type Store struct {
 	reserve    int64 // of the spill filesystem, applied without a sizeLimit
 	metaBound  int64 // bounds metadata when there is no memLimit
 	nodeMem    func() int64
-	onRollover func(id uint64, size int64)
+	onRollover func(id uint64, size int64, why Reason)
 
 	onRolloverError func(id uint64, err error)
 
@@ -106,6 +106,33 @@ type Store struct {
 	metaBytes   atomic.Int64 // metadata charged by ChargeMetadata
 	onDiskCount atomic.Int64 // files currently rolled over
 	rollovers   atomic.Int64 // rollovers since the Store was opened
+}
+
+// Reason is why a file rolled over to disk.
+type Reason uint8
+
+const (
+	// BySize: a write, truncate or allocation took it past the threshold.
+	BySize Reason = iota
+	// ForMemory: the memory budget needed its RAM, or had too little for
+	// the write being made to it.
+	ForMemory
+	// ByMapping: the caller saw it written through a shared mapping.
+	ByMapping
+	// OnRequest: the caller asked (Spill).
+	OnRequest
+)
+
+func (r Reason) String() string {
+	switch r {
+	case BySize:
+		return "size"
+	case ForMemory:
+		return "memory"
+	case ByMapping:
+		return "mmap"
+	}
+	return "request"
 }
 
 // Stats is a snapshot of a Store's counters.
