@@ -17,11 +17,14 @@ import (
 // MountConfig holds the choices of the person mounting; the FUSE settings
 // that make tmpmount correct and fast are fixed in Mount.
 type MountConfig struct {
-	AllowOther    bool // let other users in
-	Debug         bool // log every request
-	NoPassthrough bool // serve rolled-over files through the daemon even where passthrough works
-	ReadOnly      bool // mount read-only
-	NoExec        bool // mount noexec
+	AllowOther    bool   // let other users in
+	Debug         bool   // log every request
+	NoPassthrough bool   // serve rolled-over files through the daemon even where passthrough works
+	ReadOnly      bool   // mount read-only
+	NoExec        bool   // mount noexec
+	Dev           bool   // device files work (root only; nodev otherwise)
+	Suid          bool   // set-user-ID and set-group-ID bits work (root only; nosuid otherwise)
+	Source        string // the mount's source, shown in /proc/mounts and by df ("tmpmount" if empty)
 
 	// FD, if not 0, is a /dev/fuse descriptor that another process has
 	// already mounted with KernelMountArgs (tmpmount run does, in the
@@ -34,6 +37,12 @@ type MountConfig struct {
 // settings Mount uses, for a process that mounts on the daemon's behalf.
 func KernelMountArgs(mc MountConfig, fd int) (source, fstype string, flags uintptr, data string) {
 	flags = unix.MS_NOSUID | unix.MS_NODEV
+	if mc.Dev {
+		flags &^= unix.MS_NODEV
+	}
+	if mc.Suid {
+		flags &^= unix.MS_NOSUID
+	}
 	if mc.ReadOnly {
 		flags |= unix.MS_RDONLY
 	}
@@ -51,7 +60,15 @@ func KernelMountArgs(mc MountConfig, fd int) (source, fstype string, flags uintp
 	if mc.AllowOther {
 		opts = append(opts, "allow_other")
 	}
-	return "tmpmount", "fuse.tmpmount", flags, strings.Join(opts, ",")
+	return mc.source(), "fuse.tmpmount", flags, strings.Join(opts, ",")
+}
+
+// source is the mount's source: as given, else "tmpmount".
+func (mc MountConfig) source() string {
+	if mc.Source == "" {
+		return "tmpmount"
+	}
+	return mc.Source
 }
 
 // defaultPermissions: the kernel checks modes, owners and the sticky bit,
@@ -77,7 +94,7 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		MountOptions: fuse.MountOptions{
 			AllowOther:  mc.AllowOther,
 			Options:     []string{defaultPermissions},
-			FsName:      "tmpmount",
+			FsName:      mc.source(),
 			Name:        "tmpmount",
 			MaxWrite:    maxWrite,
 			DirectMount: os.Geteuid() == 0,
@@ -104,6 +121,14 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 	}
 	if mc.NoExec {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "noexec")
+	}
+	// nodev and nosuid are the default (go-fuse's direct mount, and
+	// fusermount3 for every user); root may lift them, as with tmpfs.
+	if mc.Dev {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "dev")
+	}
+	if mc.Suid {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "suid")
 	}
 	if mc.ReadOnly {
 		// A direct mount takes ro as a flag; fusermount3, as an option.

@@ -21,8 +21,14 @@ const xattrDelete = xattrPrefix + "delete"
 // parsePolicyValue reads a value written to user.tmpmount.delete; the
 // trailing newline or NUL some tools add is forgiven.
 func (r *Root) parsePolicyValue(data []byte) (policy.Policy, syscall.Errno) {
-	p, err := policy.Parse(strings.TrimRight(string(data), "\x00\n"))
+	value := strings.TrimRight(string(data), "\x00\n")
+	p, err := policy.Parse(value)
 	if err != nil {
+		// EINVAL alone does not say what the valid values are: the log does.
+		if len(value) > 64 {
+			value = value[:64] + "..."
+		}
+		r.log.Printf("refused %s=%q: the values are close, unmount and keep (lower case)", xattrDelete, value)
 		return policy.Unset, syscall.EINVAL
 	}
 	if p == policy.Keep && r.keepDir == "" {
