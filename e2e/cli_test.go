@@ -118,13 +118,13 @@ func TestCLIBadArguments(t *testing.T) {
 		words      []string
 	}{
 		{name: "unknown flag", args: []string{"--bogus-flag", "{mp}"},
-			words: []string{"not defined", "bogus-flag"}},
+			words: []string{"unknown flag --bogus-flag"}},
 		{name: "max-size 8Q", args: []string{"--max-size", "8Q", "--spill-dir", "{spill}", "{mp}"},
-			words: []string{"invalid size", `"8Q"`}},
+			words: []string{"--max-size", `"8Q"`, `unknown unit "Q"`}},
 		{name: "max-size -1", args: []string{"--max-size", "-1", "--spill-dir", "{spill}", "{mp}"},
-			words: []string{"invalid size", `"-1"`}},
+			words: []string{"--max-size", `"-1"`, "not a size"}},
 		{name: "max-size empty", args: []string{"--max-size", "", "--spill-dir", "{spill}", "{mp}"},
-			words: []string{"invalid size", `""`}},
+			words: []string{"--max-size", `""`, "not a size"}},
 		{name: "mode 99", args: []string{"--mode", "99", "--spill-dir", "{spill}", "{mp}"},
 			words: []string{"invalid mode", `"99"`}},
 		{name: "unknown uid", args: []string{"--uid", "no-such-user-tmpmount", "--spill-dir", "{spill}", "{mp}"},
@@ -141,7 +141,7 @@ func TestCLIBadArguments(t *testing.T) {
 			setupMP: writeFile("file"),
 			words:   []string{"not a directory", "/file"}},
 		{name: "spill dir missing", args: []string{"--spill-dir", "{spill}/missing", "{mp}"},
-			words: []string{"spill dir", "/missing", "no such file"}},
+			words: []string{"spill dir", "/missing", "does not exist", "mkdir -p"}},
 		{name: "spill dir is a file", args: []string{"--spill-dir", "{spill}/file", "{mp}"},
 			setupSpill: writeFile("file"),
 			words:      []string{"spill dir", "/file", "not a directory"}},
@@ -290,6 +290,16 @@ func TestCLINonRootWithoutFusermount(t *testing.T) {
 	}
 }
 
+// lineWith returns the first line of text that holds s.
+func lineWith(text, s string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
 // TestCLIVersion checks --version.
 func TestCLIVersion(t *testing.T) {
 	res := runCLI(t, exec.Command(tmpmountBin, "--version"), "")
@@ -305,7 +315,8 @@ func TestCLIVersion(t *testing.T) {
 // flag on stdout and exit 0.
 func TestCLIHelp(t *testing.T) {
 	flags := []string{"--max-size", "--mem-limit", "--size", "--inodes", "--spill-dir", "--delete", "--rule", "--keep-dir",
-		"--events", "--mode", "--uid", "--gid", "--allow-other", "--no-passthrough", "--debug", "--version"}
+		"--events", "--mode", "--uid", "--gid", "--allow-other", "--no-passthrough", "--debug", "--version",
+		"--dev", "--suid", "--foreground", "--log"}
 	for _, arg := range []string{"-help", "--help", "-h"} {
 		t.Run(arg, func(t *testing.T) {
 			res := runCLI(t, exec.Command(tmpmountBin, arg), "")
@@ -452,10 +463,10 @@ func TestCLISignalRightAfterMount(t *testing.T) {
 	}
 }
 
-// TestCLISignalsUnmount checks that SIGTERM and SIGINT unmount and end the
-// daemon with status 0.
+// TestCLISignalsUnmount checks that SIGTERM, SIGINT and SIGHUP unmount and
+// end the daemon with status 0.
 func TestCLISignalsUnmount(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			m := startMount(t, "--max-size", "4k")
 			waitServing(t, m)
@@ -525,6 +536,8 @@ func TestCLISigtermWhileBusy(t *testing.T) {
 	}
 	if log := m.Stderr.String(); !strings.Contains(log, "detaching it lazily") {
 		t.Errorf("daemon log does not say it detaches lazily:\n%s", log)
+	} else if line := lineWith(log, "detaching it lazily"); strings.Count(line, "(") > 0 {
+		t.Errorf("the busy-unmount line has parentheses (nested ones, from the unmount error): %q", line)
 	}
 
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tmpmount/tmpmount/policy"
 )
 
 // checkMountpoint returns the absolute mount point, or says in one line
@@ -68,10 +71,10 @@ func checkMountpoint(path string, logger *log.Logger) (string, error) {
 		// line that says what to do instead of fusermount3's message and
 		// an exit code.
 		if unix.Access(abs, unix.W_OK) != nil {
-			return "", explainMountError(errors.New("no write access to mountpoint"), nil, abs)
+			return "", explainMountError(errors.New("no write access to mountpoint"), "", abs)
 		}
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok && st.Mode()&os.ModeSticky != 0 && int(sys.Uid) != os.Getuid() {
-			return "", explainMountError(errors.New("sticky directory"), nil, abs)
+			return "", explainMountError(errors.New("sticky directory"), "", abs)
 		}
 	}
 	return abs, nil
@@ -184,6 +187,19 @@ func mountedAt(path string) (fstype string, mounted bool, err error) {
 	return top.fstype, mounted, err
 }
 
+// mountHolding returns the mount that path (absolute, symlinks resolved)
+// lies on: the last-mounted of the deepest mount points above it.
+func mountHolding(path string) (mountEntry, error) {
+	table, err := mountTable("/proc/self/mountinfo")
+	var best mountEntry
+	for _, e := range table {
+		if (within(path, e.point) || e.point == "/") && len(e.point) >= len(best.point) {
+			best = e
+		}
+	}
+	return best, err
+}
+
 // mountsOfType lists the mount points with filesystem type fstype.
 func mountsOfType(fstype string) ([]string, error) {
 	table, err := mountTable("/proc/self/mountinfo")
@@ -196,20 +212,67 @@ func mountsOfType(fstype string) ([]string, error) {
 	return points, err
 }
 
-// explainMountError turns what fusermount3 says into what to do about it.
-func explainMountError(err error, o *options, mountpoint string) error {
-	msg := err.Error()
+// explainMountError turns a failed mount, and what fusermount3 said
+// about it, into one line that says what to do.
+func explainMountError(err error, said, mountpoint string) error {
+	msg := err.Error() + " " + said
 	switch {
 	case strings.Contains(msg, "user_allow_other"):
-		return fmt.Errorf("--allow-other needs 'user_allow_other' in /etc/fuse.conf: as root, add that line, or mount without --allow-other")
+		return errors.New("--allow-other needs 'user_allow_other' in /etc/fuse.conf: as root, add that line, or mount without --allow-other")
 	case strings.Contains(msg, "sticky directory"):
 		return fmt.Errorf("%s is a sticky directory you do not own (as /tmp is): mount on a directory of your own, e.g. mkdir %s/mine", mountpoint, mountpoint)
 	case strings.Contains(msg, "no write access to mountpoint") || strings.Contains(msg, "not owned"):
 		return fmt.Errorf("you cannot write to the mount point %s: mount on a directory you own (mkdir ~/t)", mountpoint)
 	case strings.Contains(msg, "/dev/fuse") && strings.Contains(msg, "ermission denied"):
-		return fmt.Errorf("/dev/fuse is not open to you: as root, chmod 0666 /dev/fuse (what udev normally does)")
+		return errors.New(`/dev/fuse is not open to you: as root, chmod 0666 /dev/fuse, and to keep it so, add the udev rule KERNEL=="fuse", MODE="0666" (e.g. in /etc/udev/rules.d/99-fuse.rules), as Debian's udev does`)
+	case strings.Contains(msg, "mount_max"):
+		return errors.New("too many FUSE mounts for users: unmount some, or, as root, raise mount_max in /etc/fuse.conf")
+	case strings.TrimSpace(said) != "":
+		return fmt.Errorf("mount %s failed: %s", mountpoint, oneLineText(strings.TrimPrefix(strings.TrimSpace(said), "fusermount3: ")))
 	}
 	return err
+}
+
+// withFusermountOutput runs mount with the stderr of the fusermount3 that
+// go-fuse starts for an unprivileged mount (it hands fusermount3 os.Stderr)
+// captured, and returns what fusermount3 said: the user then reads one
+// line saying what to do instead of fusermount3's message and a wait
+// status. Nothing else runs in the daemon while it mounts.
+func withFusermountOutput(mount func() error) (said string, err error) {
+	if os.Geteuid() == 0 {
+		return "", mount() // a direct mount(2): no fusermount3
+	}
+	r, w, pipeErr := os.Pipe()
+	if pipeErr != nil {
+		return "", mount()
+	}
+	output := make(chan []byte, 1)
+	go func() {
+		out, _ := io.ReadAll(r)
+		r.Close()
+		output <- out
+	}()
+	saved := os.Stderr
+	os.Stderr = w
+	err = mount()
+	os.Stderr = saved
+	w.Close()
+	return string(<-output), err
+}
+
+// oneLineText puts a multi-line text on one line.
+func oneLineText(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// describeUnmountError says why an unmount failed without the wrapping
+// go-fuse adds ("(code exit status 1)") or fusermount3's name.
+func describeUnmountError(err error) string {
+	msg := oneLineText(err.Error())
+	if i := strings.LastIndex(msg, " (code "); i >= 0 && strings.HasSuffix(msg, ")") {
+		msg = msg[:i]
+	}
+	return strings.TrimPrefix(msg, "fusermount3: ")
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space, ...) that
@@ -269,24 +332,102 @@ func fusermountPath() (string, error) {
 	return "", errors.New("no fusermount3 or fusermount found")
 }
 
-// spillParent picks the directory for the private spill directory and
-// refuses one inside the mount, where spilled data would feed on itself.
-func spillParent(flagValue, mountpoint string) (string, error) {
+// spillParent picks the directory for the private spill directory: the
+// --spill-dir, else $TMPDIR, else /var/tmp. One inside the mount, where
+// spilled data would feed on itself, is refused. Spilling onto tmpfs (or
+// into another tmpmount) would keep "rolled-over" data in RAM: a
+// --spill-dir there is used as asked, with a warning; a $TMPDIR there is
+// passed over for /var/tmp if that is a real disk, and the log says so.
+func spillParent(flagValue, mountpoint string, logger *log.Logger) (string, error) {
 	dir, source := flagValue, "--spill-dir"
 	if dir == "" {
 		dir, source = os.Getenv("TMPDIR"), "$TMPDIR"
 	}
 	if dir == "" {
-		dir, source = "/var/tmp", "the default"
+		dir, source = defaultSpillParent, "the default"
 	}
+	abs, err := usableSpillDir(dir, source, mountpoint)
+	if err != nil {
+		return "", err
+	}
+	memory := inMemory(abs)
+	if memory == "" {
+		return abs, nil
+	}
+	if source == "$TMPDIR" {
+		if fallback, err := usableSpillDir(defaultSpillParent, "the default", mountpoint); err == nil && inMemory(fallback) == "" {
+			logger.Printf("$TMPDIR (%s) is on %s, where rolled-over data would stay in RAM: spilling to %s instead (choose with --spill-dir)", abs, memory, fallback)
+			return fallback, nil
+		}
+	}
+	logger.Printf("warning: spill dir %s (%s) is on %s: rolled-over data stays in RAM; give --spill-dir a directory on a disk", abs, source, memory)
+	return abs, nil
+}
+
+// defaultSpillParent is where data spills when neither --spill-dir nor
+// $TMPDIR says: as /var/tmp is meant for, on a disk.
+const defaultSpillParent = "/var/tmp"
+
+// usableSpillDir resolves a spill parent and checks it.
+func usableSpillDir(dir, source, mountpoint string) (string, error) {
 	abs, err := resolvePath(dir)
 	if err != nil {
 		return "", fmt.Errorf("spill dir %s (%s): %v", dir, source, err)
 	}
-	if within(abs, mountpoint) {
-		return "", fmt.Errorf("spill dir %s (%s) is inside the mount point %s: choose another with --spill-dir", abs, source, mountpoint)
+	what := fmt.Sprintf("spill dir %s (%s)", abs, source)
+	if err := outsideMount(what, abs, mountpoint); err != nil {
+		return "", err
+	}
+	if err := checkWritableDir(what, abs); err != nil {
+		return "", err
 	}
 	return abs, nil
+}
+
+// inMemory says what keeps data under path in RAM ("tmpfs (mounted at
+// /x)", "another tmpmount mount (/x)"), or "" for a disk.
+func inMemory(path string) string {
+	m, err := mountHolding(path)
+	if err != nil {
+		return ""
+	}
+	switch m.fstype {
+	case "tmpfs", "ramfs":
+		return fmt.Sprintf("%s (mounted at %s)", m.fstype, m.point)
+	case "fuse.tmpmount":
+		return fmt.Sprintf("another tmpmount mount (%s)", m.point)
+	}
+	return ""
+}
+
+// checkWritableDir checks that what (a description of the directory abs,
+// for messages) exists, is a directory, and that this user can make files
+// in it.
+func checkWritableDir(what, abs string) error {
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s does not exist: create it first (mkdir -p %s)", what, abs)
+	case err != nil:
+		return fmt.Errorf("%s: %v", what, err)
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a directory", what)
+	}
+	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("%s is not writable by this user (uid %d): %v; choose another or change its permissions", what, os.Geteuid(), err)
+	}
+	return nil
+}
+
+// outsideMount refuses abs, a resolved path the daemon writes to, inside
+// the mount point: what the daemon wrote there would land in its own mount
+// (and make events or log lines of its own), and go with it at unmount.
+// what names it in the message ("log file").
+func outsideMount(what, abs, mountpoint string) error {
+	if within(abs, mountpoint) {
+		return fmt.Errorf("%s is inside the mount point %s: choose one outside it", what, mountpoint)
+	}
+	return nil
 }
 
 // resolvePath makes path absolute and resolves its symlinks where it
@@ -331,20 +472,12 @@ func checkKeepDir(dir, mountpoint string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("keep dir %s: %v", dir, err)
 	}
-	if within(abs, mountpoint) {
-		return "", fmt.Errorf("keep dir %s is inside the mount point %s, which is emptied at unmount: choose another", abs, mountpoint)
+	what := "keep dir " + abs
+	if err := outsideMount(what, abs, mountpoint); err != nil {
+		return "", err
 	}
-	st, err := os.Stat(abs)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("keep dir %s does not exist: create it first (mkdir -p %s)", abs, abs)
-	case err != nil:
-		return "", fmt.Errorf("keep dir %s: %v", abs, err)
-	case !st.IsDir():
-		return "", fmt.Errorf("keep dir %s is not a directory", abs)
-	}
-	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
-		return "", fmt.Errorf("keep dir %s is not writable by this user: %v", abs, err)
+	if err := checkWritableDir(what, abs); err != nil {
+		return "", err
 	}
 	return abs, nil
 }
@@ -352,12 +485,53 @@ func checkKeepDir(dir, mountpoint string) (string, error) {
 // openEvents opens the events file for appending, refusing one inside the
 // mount (writing it would make events of its own).
 func openEvents(path, mountpoint string) (*os.File, error) {
+	return openOutside("events file", path, mountpoint)
+}
+
+// openLog opens --log's file for appending, refusing one inside the mount,
+// as the events file. mountpoint is as the user gave it.
+func openLog(path, mountpoint string) (*os.File, error) {
+	mp, err := resolvePath(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %v", mountpoint, err)
+	}
+	return openOutside("log file", path, mp)
+}
+
+// openOutside opens a file the daemon appends to (openOutput), outside the
+// mount.
+func openOutside(what, path, mountpoint string) (*os.File, error) {
 	abs, err := resolveDir(path)
 	if err != nil {
-		return nil, fmt.Errorf("events file %s: %v", path, err)
+		return nil, fmt.Errorf("%s %s: %v", what, path, err)
 	}
-	if within(abs, mountpoint) {
-		return nil, fmt.Errorf("events file %s is inside the mount point %s: choose another", abs, mountpoint)
+	if err := outsideMount(what+" "+abs, abs, mountpoint); err != nil {
+		return nil, err
 	}
-	return openOutput("events file", abs, unix.O_APPEND)
+	return openOutput(what, abs, unix.O_APPEND)
+}
+
+// adviseOnOptions warns of flag choices that surprise: a mount-wide close
+// policy, device files and set-user-ID programs that take effect, and RAM
+// that nothing bounds.
+func adviseOnOptions(o *options, logger *log.Logger) {
+	if o.deleteDef.p == policy.Close {
+		logger.Print("warning: --delete close deletes every file at its last close, which breaks programs that close a temporary file and open it again " +
+			"(cc, sort, mktemp then cat, Python's tempfile.gettempdir()); for the files that should go at close, use --rule 'GLOB=close' " +
+			"or setfattr -n user.tmpmount.delete -v close on them or their directory")
+	}
+	if o.dev || o.suid {
+		var on []string
+		if o.dev {
+			on = append(on, "dev")
+		}
+		if o.suid {
+			on = append(on, "suid")
+		}
+		logger.Printf("mounting %s: device files and set-user-ID programs on it take effect (mount(8) passes dev,suid unless told nodev,nosuid, as for tmpfs; a scratch mount wants nodev,nosuid)",
+			strings.Join(on, ","))
+	}
+	if o.memLimit.bytes == 0 && o.maxSize.bytes == 0 && o.size.bytes == 0 {
+		logger.Print("warning: with --max-size 0, --mem-limit 0 and no --size, nothing bounds the RAM that files hold")
+	}
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -26,8 +25,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches: tmpmount run, tmpmount stat, or a mount. (A mount point
-// named "run" or "stat" is given as ./run.)
+// run dispatches: tmpmount run, tmpmount stat, tmpmount help, or a mount.
+// (A mount point named "run", "stat" or "help" is given as ./run.)
 func run(args []string, stdout, stderr io.Writer) int {
 	// Logging to a pipe whose reader went away must not kill the daemon
 	// (and leave its mount dead): the write fails instead.
@@ -39,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runCommand(args[1:], stdout, stderr, logger)
 		case "stat":
 			return statCommand(args[1:], stdout, logger)
+		case "help":
+			return helpCommand(args[1:], stdout, logger)
 		}
 	}
 	if isRemount(args) {
@@ -51,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // were bad (done is true, with the exit status).
 func afterParse(err error, o *options, stdout io.Writer, logger *log.Logger) (code int, done bool) {
 	switch {
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errHelp):
 		return exitOK, true
 	case err != nil:
 		logger.Print(err)
@@ -73,20 +74,17 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 		// Started by mount(8): go to the background once mounted.
 		return daemonize(args, logger)
 	}
-	switch {
-	case o.logFile != "":
-		f, err := openOutput("log file", o.logFile, syscall.O_APPEND)
-		if err != nil {
-			logger.Print(err)
-			notifyParent(err)
-			return exitUsage
-		}
-		defer f.Close()
-		logger.SetOutput(f)
-	case isDaemonChild():
+	if o.logFile == "" && isDaemonChild() {
 		logger.SetOutput(backgroundLog())
 		logger.SetPrefix("")
 	}
+	stopOutputs, err := startOutputs(o, o.mountpoint, logger)
+	if err != nil {
+		logger.Print(err)
+		notifyParent(err)
+		return exitUsage
+	}
+	defer stopOutputs()
 
 	// Take SIGINT, SIGTERM and SIGHUP (a closed terminal) from before the mount exists: one that
 	// arrived while mounting would otherwise kill the daemon with its mount
@@ -94,16 +92,6 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(signals)
-
-	if o.profileDir != "" {
-		stop, err := startProfiles(o.profileDir)
-		if err != nil {
-			logger.Print(err)
-			notifyParent(err)
-			return exitUsage
-		}
-		defer stop(logger)
-	}
 
 	mountpoint, err := checkMountpoint(o.mountpoint, logger)
 	if err != nil {
@@ -120,6 +108,72 @@ func mountCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) i
 	notifyParent(nil)
 	go s.serveSignals(signals)
 	return s.finish(progressPrinter(logger))
+}
+
+// startOutputs sends log lines to --log's file (refusing one inside the
+// mount point) and starts --profile's profiles; stop ends both, at exit.
+func startOutputs(o *options, mountpoint string, logger *log.Logger) (stop func(), err error) {
+	var logFile *os.File
+	if o.logFile != "" {
+		if logFile, err = openLog(o.logFile, mountpoint); err != nil {
+			return nil, err
+		}
+		logger.SetOutput(logFile)
+	}
+	stopProfiles := func(*log.Logger) {}
+	if o.profileDir != "" {
+		if stopProfiles, err = startProfiles(o.profileDir); err != nil {
+			if logFile != nil {
+				logFile.Close()
+			}
+			return nil, err
+		}
+	} else {
+		signal.Ignore(syscall.SIGUSR1) // heap profiles only with --profile
+	}
+	return func() {
+		stopProfiles(logger)
+		if logFile != nil {
+			logFile.Close()
+		}
+	}, nil
+}
+
+// helpCommand is `tmpmount help [COMMAND]`.
+func helpCommand(args []string, stdout io.Writer, logger *log.Logger) int {
+	topic := ""
+	if len(args) > 0 {
+		topic = args[0]
+	}
+	switch {
+	case len(args) > 1:
+		logger.Print("help takes one command at most: tmpmount help [run|stat]")
+		return exitUsage
+	case topic == "" || topic == "mount":
+		printMountHelp(stdout)
+	case topic == "run":
+		printRunHelp(stdout)
+	case topic == "stat":
+		printStatHelp(stdout)
+	case topic == "help" || topic == "-h" || topic == "--help":
+		fmt.Fprintln(stdout, "Usage: tmpmount help [run|stat]: the help of tmpmount, or of one of its commands")
+	default:
+		msg := fmt.Sprintf("help: no command %q", topic)
+		if c := closest(topic, []string{"run", "stat", "help", "mount"}); c != "" {
+			msg += fmt.Sprintf(": did you mean %s?", c)
+		}
+		logger.Printf("%s (commands: run, stat; see tmpmount --help)", msg)
+		return exitUsage
+	}
+	return exitOK
+}
+
+// describeLimit names a limit for the serving line: 0 is none.
+func describeLimit(n int64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return formatSize(n)
 }
 
 func describeMaxSize(n int64) string {

@@ -5,86 +5,85 @@ import (
 	"strings"
 )
 
-// The mount(8) calling convention: `mount -t fuse.tmpmount tmpmount /mnt/t
+// The mount(8) calling convention: `mount -t fuse.tmpmount SRC /mnt/t
 // -o max_size=8M,mode=1777` (and an /etc/fstab line) makes mount.fuse run
-// `tmpmount tmpmount /mnt/t -o OPTIONS`. Every long flag is also a -o
-// option, with dashes or underscores; tmpfs's spellings (size=,
-// nr_inodes=, mode=, uid=, gid=) mean what they mean there; options that
-// mount(8) and fstab use for themselves are ignored; ro and noexec become
-// mount flags.
+// `tmpmount SRC /mnt/t -o OPTIONS`. Every long flag is also a -o option,
+// with dashes or underscores; tmpfs's spellings (size=, nr_inodes=, mode=,
+// uid=, gid=, ro, rw, noexec, exec, dev, nodev, suid, nosuid) mean what
+// they mean there; options that mount(8) and fstab use for themselves are
+// ignored. SRC is shown as the mount's source, as tmpfs shows its own.
 
-// mountOptionAliases maps -o names (underscores already turned to dashes)
-// to flag names where they differ.
-var mountOptionAliases = map[string]string{
-	"nr-inodes": "inodes",
+// mountOptionFlags maps -o names (underscores already turned to dashes)
+// to the flag they set where the names differ: value, if not "", is the
+// value the option stands for (ro is --read-only=true).
+var mountOptionFlags = map[string]struct{ flag, value string }{
+	"nr-inodes": {"inodes", ""},
+	"ro":        {"read-only", "true"},
+	"rw":        {"read-only", "false"},
+	"noexec":    {"no-exec", "true"},
+	"exec":      {"no-exec", "false"},
+	"dev":       {"dev", "true"},
+	"nodev":     {"dev", "false"},
+	"suid":      {"suid", "true"},
+	"nosuid":    {"suid", "false"},
 }
 
 // ignoredMountOptions are mount(8) and fstab options that say nothing to
-// tmpmount: FUSE mounts are always nosuid and nodev, default_permissions
-// is always on, and atime policy is the daemon's.
+// tmpmount: default_permissions is always on, and atime policy is the
+// daemon's.
 var ignoredMountOptions = map[string]bool{
-	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
-	"nouser": true, "owner": true, "group": true, "_netdev": true, "nofail": true, "nosuid": true,
-	"nodev": true, "suid": true, "dev": true, "exec": true, "async": true, "sync": true,
-	"default-permissions": true, "relatime": true, "noatime": true, "strictatime": true,
-	"atime": true, "nodiratime": true, "diratime": true, "lazytime": true,
+	"defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
+	"nouser": true, "owner": true, "group": true, "-netdev": true, "nofail": true,
+	"async": true, "sync": true, "default-permissions": true, "relatime": true,
+	"noatime": true, "strictatime": true, "atime": true, "nodiratime": true,
+	"diratime": true, "lazytime": true, "comment": true,
 }
 
-// expandMountOptions turns every "-o a,b=c" (also "-oa,b=c") in args into
-// flags ("--a", "--b=c"). It reports whether there was any -o, which means
-// tmpmount was started by mount(8) or in its style.
-func expandMountOptions(args []string) (out []string, viaMount bool, err error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		var list string
-		switch {
-		case a == "-o":
-			if i+1 >= len(args) {
-				return nil, false, fmt.Errorf("-o needs a list of options")
+// mountOption is what one -o option means.
+type mountOption struct {
+	typed    string // the option's name as typed (max_size)
+	flag     string // the flag it sets (max-size)
+	value    string
+	hasValue bool
+	ignored  bool // mount(8)'s own, or for another program: nothing to set
+}
+
+// parseMountOption reads one -o option ("max_size=8M", "ro"). It does not
+// check that the flag exists.
+func parseMountOption(opt string) (mountOption, error) {
+	typed, value, hasValue := strings.Cut(opt, "=")
+	m := mountOption{typed: typed, flag: strings.ReplaceAll(typed, "_", "-"), value: value, hasValue: hasValue}
+	if ignoredMountOption(m.flag) {
+		m.ignored = true
+		return m, nil
+	}
+	if alias, ok := mountOptionFlags[m.flag]; ok {
+		m.flag = alias.flag
+		if alias.value != "" {
+			if hasValue {
+				return m, fmt.Errorf("-o %s takes no value", opt)
 			}
-			i++
-			list = args[i]
-		case strings.HasPrefix(a, "-o") && !strings.HasPrefix(a, "--"):
-			list = a[2:]
-		case a == "--":
-			return append(out, args[i:]...), viaMount, nil
-		default:
-			out = append(out, a)
-			continue
-		}
-		viaMount = true
-		for _, opt := range strings.Split(list, ",") {
-			if opt == "" {
-				continue
-			}
-			flag, ok := mountOptionFlag(opt)
-			if ok {
-				out = append(out, flag)
-			}
+			m.value, m.hasValue = alias.value, true
 		}
 	}
-	return out, viaMount, nil
+	return m, nil
 }
 
-// mountOptionFlag turns one -o option into a flag, or reports that it is
-// to be ignored.
+// mountOptionFlag turns one -o option into the flag it sets
+// ("--max-size=8M"), or reports that it is to be ignored.
 func mountOptionFlag(opt string) (string, bool) {
-	name, value, hasValue := strings.Cut(opt, "=")
-	name = strings.ReplaceAll(name, "_", "-")
-	if strings.HasPrefix(name, "x-") || name == "comment" || ignoredMountOptions[name] {
+	m, err := parseMountOption(opt)
+	switch {
+	case m.ignored:
 		return "", false
+	case err != nil || !m.hasValue:
+		return "--" + m.flag, true
 	}
-	if alias, ok := mountOptionAliases[name]; ok {
-		name = alias
-	}
-	switch name {
-	case "ro":
-		name = "read-only"
-	case "noexec":
-		name = "no-exec"
-	}
-	if hasValue {
-		return "--" + name + "=" + value, true
-	}
-	return "--" + name, true
+	return "--" + m.flag + "=" + m.value, true
+}
+
+// ignoredMountOption reports whether the -o option name (dashed) is one
+// to ignore: mount(8)'s own, or an x-* option for other programs.
+func ignoredMountOption(name string) bool {
+	return strings.HasPrefix(name, "x-") || ignoredMountOptions[name]
 }

@@ -136,11 +136,11 @@ func parseRemount(args []string) (remountRequest, error) {
 func (req *remountRequest) set(opt string) error {
 	name, value, hasValue := strings.Cut(opt, "=")
 	key := strings.ReplaceAll(name, "-", "_")
-	size := func(dst **int64) error {
+	size := func(dst **int64, percentOK bool) error {
 		if !hasValue {
 			return fmt.Errorf("%s needs a value (%s=SIZE)", name, name)
 		}
-		n, err := parseSize(value)
+		n, err := parseSize(value, percentOK)
 		if err != nil {
 			return fmt.Errorf("%s: %v", name, err)
 		}
@@ -152,13 +152,13 @@ func (req *remountRequest) set(opt string) error {
 	case opt == "":
 		return nil
 	case key == "size":
-		return size(&req.size)
+		return size(&req.size, true)
 	case key == "nr_inodes" || key == "inodes":
-		return size(&req.inodes)
+		return size(&req.inodes, false)
 	case key == "mem_limit":
-		return size(&req.memLimit)
+		return size(&req.memLimit, true)
 	case key == "max_size":
-		return size(&req.maxSize)
+		return size(&req.maxSize, false)
 	case key == "ro" || key == "read_only":
 		req.readOnly = &yes
 	case key == "rw":
@@ -166,7 +166,7 @@ func (req *remountRequest) set(opt string) error {
 	case remountIgnored[key] || strings.HasPrefix(key, "x_") || knownMountOption(opt):
 		// Stays as it is.
 	default:
-		return fmt.Errorf("unknown option %s (see tmpmount -help)", name)
+		return fmt.Errorf("unknown option %s (see tmpmount --help)", name)
 	}
 	return nil
 }

@@ -88,6 +88,13 @@ func runCommand(args []string, stdout, stderr io.Writer, logger *log.Logger) int
 		logger.Print(err)
 		return exitRunFailed
 	}
+	stopOutputs, err := startOutputs(o, point.path, logger)
+	if err != nil {
+		logger.Print(err)
+		point.remove()
+		return exitRunFailed
+	}
+	defer stopOutputs()
 	s, err := prepareSession(o, point.path, logger)
 	if err != nil {
 		logger.Print(err)

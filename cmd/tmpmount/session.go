@@ -46,16 +46,14 @@ func startSession(o *options, mountpoint string, logger *log.Logger) (*session, 
 // prepareSession checks everything the options and the machine say and
 // makes the (empty) tree, without mounting it yet.
 func prepareSession(o *options, mountpoint string, logger *log.Logger) (*session, error) {
-	if o.inodes < 0 {
-		return nil, fmt.Errorf("invalid --inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
-	}
 	if err := checkFUSE(); err != nil {
 		return nil, err
 	}
-	parent, err := spillParent(o.spillDir, mountpoint)
+	parent, err := spillParent(o.spillDir, mountpoint, logger)
 	if err != nil {
 		return nil, err
 	}
+	adviseOnOptions(o, logger)
 	s := &session{o: o, mountpoint: mountpoint, logger: logger}
 	resolver := policy.Resolver{Rules: o.rules.rules, Default: o.deleteDef.p}
 	switch {
@@ -103,7 +101,7 @@ func (s *session) mountConfig() fsnode.MountConfig {
 	o := s.o
 	return fsnode.MountConfig{
 		AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough,
-		ReadOnly: o.readOnly, NoExec: o.noExec,
+		ReadOnly: o.readOnly, NoExec: o.noExec, Dev: o.dev, Suid: o.suid, Source: o.source,
 	}
 }
 
@@ -114,11 +112,16 @@ func (s *session) mountConfig() fsnode.MountConfig {
 func (s *session) mount(fd int) error {
 	mc := s.mountConfig()
 	mc.FD = fd
-	var err error
-	s.server, err = s.root.Mount(s.mountpoint, mc)
+	said, err := withFusermountOutput(func() (err error) {
+		s.server, err = s.root.Mount(s.mountpoint, mc)
+		return err
+	})
 	if err != nil {
 		s.abandon()
-		return explainMountError(err, s.o, s.mountpoint)
+		return explainMountError(err, said, s.mountpoint)
+	}
+	if said != "" {
+		s.logger.Print(oneLineText(said))
 	}
 	if fd == 0 {
 		var st unix.Stat_t
@@ -128,7 +131,7 @@ func (s *session) mount(fd int) error {
 	}
 	lowerOOMScore(s.logger)
 	s.logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
-		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), formatSize(s.o.memLimit.bytes), describeSize(s.o.size.bytes, s.root.Store().SpillReserve()),
+		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), describeLimit(s.o.memLimit.bytes), describeSize(s.o.size.bytes, s.root.Store().SpillReserve()),
 		s.o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
 	return nil
 }
@@ -197,10 +200,10 @@ func (s *session) unmount() {
 	}
 	users := usersOfDev(s.dev)
 	if len(users) == 0 {
-		s.logger.Printf("%s could not be unmounted (%s); detaching it lazily: it goes away, and tmpmount exits, when the last process using it leaves",
-			s.mountpoint, oneLine(err))
+		s.logger.Printf("%s could not be unmounted: %s; detaching it lazily: it goes away, and tmpmount exits, when the last process using it leaves",
+			s.mountpoint, describeUnmountError(err))
 	} else {
-		s.logger.Printf("%s is busy: %d process(es) use it (%s); detaching it lazily: it goes away, and tmpmount exits, when the last of them leaves",
+		s.logger.Printf("%s is busy: %d process(es) use it: %s; detaching it lazily: it goes away, and tmpmount exits, when the last of them leaves",
 			s.mountpoint, len(users), joinProcesses(users))
 	}
 	if err := lazyUnmount(s.mountpoint); err != nil {
@@ -220,7 +223,7 @@ func joinProcesses(ps []process) string {
 
 // oneLine puts an error (fusermount3's output, say) on one log line.
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return oneLineText(err.Error())
 }
 
 func lazyUnmount(mountpoint string) error {

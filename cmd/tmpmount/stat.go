@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -17,54 +18,79 @@ import (
 	"github.com/tmpmount/tmpmount/fsnode"
 )
 
+const statUsage = `Usage:
+  tmpmount stat [--json] PATH
+
+For a file (a symlink is followed): its size, where its data is (RAM or
+disk) and its delete policy. For a directory: the totals and limits of the
+tmpmount mount it is on. It reads the xattr user.tmpmount.stats through
+the mount.
+
+Flags:
+`
+
+// printStatHelp prints tmpmount stat's help.
+func printStatHelp(w io.Writer) {
+	io.WriteString(w, statUsage)
+	var asJSON bool
+	printFlags(w, statFlagSet(&asJSON), nil)
+}
+
+func statFlagSet(asJSON *bool) *flag.FlagSet {
+	fs := flag.NewFlagSet("tmpmount stat", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(asJSON, "json", false, "print the stats as the JSON object the xattr holds, for scripts")
+	return fs
+}
+
 // statCommand is `tmpmount stat [--json] PATH`: for a file, its size,
 // where its data lives and its delete policy; for a directory, the totals
 // of the mount it is on. It reads the read-only user.tmpmount.stats xattr
 // through the mount itself.
 func statCommand(args []string, stdout io.Writer, logger *log.Logger) int {
-	fs := flag.NewFlagSet("tmpmount stat", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "Usage: tmpmount stat [--json] PATH\n\nFor a file: its size, residency (memory or disk) and delete policy.\nFor a directory: the totals and limits of the tmpmount mount it is on.")
-			return exitOK
-		}
-		logger.Printf("stat: %v (usage: tmpmount stat [--json] PATH)", err)
+	var asJSON bool
+	cl := commandLine{name: "tmpmount stat", fs: statFlagSet(&asJSON), interleaved: true}
+	p, err := cl.parse(args)
+	switch {
+	case errors.Is(err, errHelp):
+		printStatHelp(stdout)
+		return exitOK
+	case err != nil:
+		logger.Print(err)
+		return exitUsage
+	case len(p.positional) != 1:
+		logger.Print(cl.usageError("give one PATH: tmpmount stat [--json] PATH"))
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
-		logger.Print("stat: give one PATH (usage: tmpmount stat [--json] PATH)")
-		return exitUsage
-	}
-	path := fs.Arg(0)
+	path := p.positional[0]
 	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		logger.Printf("stat %s: %v", path, err)
+	if err := unix.Stat(path, &st); err != nil {
+		logger.Printf("stat %s: %s", path, explainStatError(path, err))
 		return exitFailure
 	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	target := path
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if isDir {
 		root, err := mountRootOf(path)
 		if err != nil {
-			logger.Printf("stat %s: %v", path, err)
+			logger.Printf("stat %s: %s", path, explainStatError(path, err))
 			return exitFailure
 		}
 		target = root
 	} else if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		logger.Printf("stat %s: not a regular file or a directory", path)
+		logger.Printf("stat %s: not a regular file or a directory: tmpmount stat shows files and mounts", path)
 		return exitFailure
 	}
 	data, err := getXattr(target, "user.tmpmount.stats")
 	if err != nil {
-		logger.Printf("stat %s: not on a tmpmount mount (%v)", path, err)
+		logger.Printf("stat %s: %s", path, explainStatError(path, err))
 		return exitFailure
 	}
-	if *asJSON {
+	if asJSON {
 		fmt.Fprintln(stdout, string(data))
 		return exitOK
 	}
-	if target != path || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if isDir {
 		var ms fsnode.MountStats
 		if err := json.Unmarshal(data, &ms); err != nil {
 			logger.Printf("stat %s: %v", path, err)
@@ -80,6 +106,31 @@ func statCommand(args []string, stdout io.Writer, logger *log.Logger) int {
 	}
 	printFileStats(stdout, path, fstats)
 	return exitOK
+}
+
+// explainStatError says why tmpmount stat could not read path: not on a
+// tmpmount mount, another user's mount, or the system's error.
+func explainStatError(path string, err error) string {
+	abs, rerr := resolvePath(path)
+	if rerr != nil {
+		return err.Error()
+	}
+	m, _ := mountHolding(abs)
+	if m.fstype != "fuse.tmpmount" {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+			return err.Error()
+		}
+		fstype := m.fstype
+		if fstype == "" {
+			fstype = "unknown"
+		}
+		return fmt.Sprintf("not on a tmpmount mount (it is on %s, mounted at %s): give a path inside one", fstype, m.point)
+	}
+	if errors.Is(err, unix.EACCES) && !strings.Contains(","+m.super+",", ",allow_other,") {
+		return fmt.Sprintf("permission denied: the tmpmount at %s was mounted without --allow-other, so only the user who mounted it can look inside, root included; "+
+			"mount it with --allow-other to let others in", m.point)
+	}
+	return err.Error()
 }
 
 func printFileStats(w io.Writer, path string, s fsnode.FileStats) {
