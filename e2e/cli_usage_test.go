@@ -344,7 +344,7 @@ func TestCLIFusermountFailures(t *testing.T) {
 			words: []string{"/dev/fuse", "chmod 0666 /dev/fuse", "udev"},
 		},
 		{
-			name: "allow_other without user_allow_other",
+			name:  "allow_other without user_allow_other",
 			setup: cuDevFuse("0666") + ` && : > "$1/fuse.conf" && mount --bind "$1/fuse.conf" /etc/fuse.conf`,
 			flags: []string{"--allow-other"},
 			words: []string{"user_allow_other", "/etc/fuse.conf"},
@@ -578,6 +578,16 @@ func TestCLIMountSource(t *testing.T) {
 	if res := rtRun(t, ns.command("df", "--output=source", mp)); !strings.HasSuffix(strings.TrimSpace(res.stdout), "\n"+source) {
 		t.Errorf("df --output=source %s: %q, want %q", mp, res.stdout, source)
 	}
+	// mount.fuse passes dev,suid unless told nodev,nosuid: mount(8)'s
+	// defaults, as for tmpfs.
+	if opts := cuMountOptions(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); strings.Contains(opts, ",nodev,") || strings.Contains(opts, ",nosuid,") {
+		t.Errorf("mount(8) with no nodev,nosuid: options %s, want dev,suid as for tmpfs", opts)
+	}
+	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
+	pid = rtMountViaMount8(t, ns, mp, logFile, "mount", "-t", "fuse.tmpmount", source, mp, "-o", "nodev,nosuid,spill_dir="+spill+",log="+logFile)
+	if opts := cuMountOptions(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); !strings.Contains(opts, ",nodev,") || !strings.Contains(opts, ",nosuid,") {
+		t.Errorf("mount(8) -o nodev,nosuid: options %s", opts)
+	}
 	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
 
 	m := startMount(t)
@@ -586,6 +596,19 @@ func TestCLIMountSource(t *testing.T) {
 			t.Errorf("mountinfo of a mount without a source: %q, want source tmpmount", e.line)
 		}
 	}
+}
+
+// cuMountOptions returns the per-mount options of the mount at dir in a
+// mountinfo file, with a comma at either end.
+func cuMountOptions(t *testing.T, mountinfo, dir string) string {
+	t.Helper()
+	for _, e := range mountsOf(t, mountinfo) {
+		if e.point == dir {
+			return "," + strings.Fields(e.line)[5] + ","
+		}
+	}
+	t.Fatalf("nothing mounted at %s", dir)
+	return ""
 }
 
 // TestCLIDevSuid: nodev and nosuid are the default; root may ask for dev
@@ -646,14 +669,9 @@ func TestCLIDevSuid(t *testing.T) {
 			if got := strings.TrimSpace(string(out)); got != want {
 				t.Errorf("set-user-ID root id -u run by nobody with %v: %s, want %s", tc.flags, got, want)
 			}
-			for _, e := range mountsOf(t, "/proc/self/mountinfo") {
-				if e.point != m.Dir {
-					continue
-				}
-				opts := "," + strings.Fields(e.line)[5] + ","
-				if strings.Contains(opts, ",nodev,") == tc.devWorks || strings.Contains(opts, ",nosuid,") == tc.suidRun {
-					t.Errorf("mount options %s with %v", opts, tc.flags)
-				}
+			opts := cuMountOptions(t, "/proc/self/mountinfo", m.Dir)
+			if strings.Contains(opts, ",nodev,") == tc.devWorks || strings.Contains(opts, ",nosuid,") == tc.suidRun {
+				t.Errorf("mount options %s with %v", opts, tc.flags)
 			}
 		})
 	}

@@ -12,6 +12,11 @@ import (
 // uid=, gid=, ro, rw, noexec, exec, dev, nodev, suid, nosuid) mean what
 // they mean there; options that mount(8) and fstab use for themselves are
 // ignored. SRC is shown as the mount's source, as tmpfs shows its own.
+//
+// mount.fuse passes dev,suid to the helper unless the options say
+// nodev,nosuid: through mount(8), as for tmpfs, a root mount is dev,suid
+// unless its options say otherwise, while `tmpmount MOUNTPOINT` is
+// nodev,nosuid unless given --dev, --suid.
 
 // mountOptionFlags maps -o names (underscores already turned to dashes)
 // to the flag they set where the names differ: value, if not "", is the

@@ -224,7 +224,14 @@ func checkOptions(o *options, cl commandLine) error {
 		return cl.usageError("--inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
 	}
 	if (o.dev || o.suid) && os.Geteuid() != 0 {
-		return cl.usageError("--dev and --suid (-o dev, -o suid) need root: fusermount3 mounts every user's mount nodev,nosuid")
+		if o.viaMount {
+			// mount.fuse passes dev,suid to every helper unless told
+			// nodev,nosuid (mount(8)'s defaults); fusermount3 makes a
+			// user's mount nodev,nosuid whatever it is asked.
+			o.dev, o.suid = false, false
+			return nil
+		}
+		return cl.usageError("--dev and --suid need root: fusermount3 mounts every user's mount nodev,nosuid")
 	}
 	return nil
 }
