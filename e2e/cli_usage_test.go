@@ -757,3 +757,60 @@ func maxFileSize(t *testing.T, dir string) int64 {
 	f.Truncate(0)
 	return lo
 }
+
+// TestManPage checks tmpmount(1): man -l renders it without a warning, and
+// the rendered page names every flag that tmpmount --help, tmpmount run
+// --help and tmpmount stat --help name, and every exit status and signal
+// the help and the README promise.
+func TestManPage(t *testing.T) {
+	if _, err := exec.LookPath("man"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no man(1) under CI=true: install man-db")
+		}
+		t.Skip("no man(1)")
+	}
+	page, err := filepath.Abs("../cmd/tmpmount/tmpmount.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("man", "--warnings", "-E", "UTF-8", "-l", page)
+	cmd.Env = append(os.Environ(), "MANWIDTH=80", "MANPAGER=cat", "PAGER=cat", "LC_ALL=C.UTF-8")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("man -l %s: %v\n%s", page, err, stderr.String())
+	}
+	if stderr.String() != "" {
+		t.Errorf("man --warnings -l %s warns:\n%s", page, stderr.String())
+	}
+	// Rendered, words may be hyphenated across lines or spaced out by
+	// justification: join them back.
+	text := strings.Join(strings.Fields(strings.ReplaceAll(string(out), "‐\n", "")), " ")
+	text = strings.ReplaceAll(text, "‐", "-")
+
+	var flags []string
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"stat", "--help"}} {
+		res := runCLI(t, exec.Command(tmpmountBin, args...), "")
+		for _, line := range strings.Split(res.stdout, "\n") {
+			if f, ok := strings.CutPrefix(line, "  --"); ok {
+				flags = append(flags, "--"+strings.Fields(f)[0])
+			}
+		}
+	}
+	if len(flags) < 20 {
+		t.Fatalf("found only %d flags in the help: %q", len(flags), flags)
+	}
+	for _, f := range flags {
+		if !strings.Contains(text, f) {
+			t.Errorf("tmpmount(1) does not name %s", f)
+		}
+	}
+	for _, want := range []string{"EXIT STATUS", "SIGNALS", "FILES", "EXAMPLES", "MOUNT OPTIONS", "DELETE POLICIES", "EXTENDED ATTRIBUTES",
+		"SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGKILL", "user.tmpmount.residency", "user.tmpmount.delete", "user.tmpmount.spill",
+		"user.tmpmount.stats", "nr_inodes=", "size=", "nodev", "nosuid", "/etc/fuse.conf", "/dev/fuse", "125"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("tmpmount(1) does not mention %q", want)
+		}
+	}
+}
