@@ -25,26 +25,29 @@ import (
 // in readmeNotRun. A block that is neither is a failure, so a new block
 // cannot be skipped silently.
 
-// readmeRoot is the scratch tree the README's blocks work in.
+// readmeRoot is a scratch tree the test cleans before and after each
+// block. The README's blocks work in directories of their own
+// (d=$(mktemp -d), in $TMPDIR), so that two users cannot collide; the test
+// gives each block a fresh $TMPDIR and checks the block left it empty.
 const readmeRoot = "/tmp/readme"
 
-// readmeScratchMount is the mount point of the mount(8) block, outside
-// readmeRoot because that is where the README mounts it.
-const readmeScratchMount = "/mnt/scratch"
-
 // readmeAllowedPaths are the absolute paths a block may name and still be
-// run by the test: its scratch tree, the mount(8) block's mount point, and
-// the device files it reads. A block naming anything else (a path on the
-// machine the test must not touch) is "not covered" until it is added here
-// or to readmeNotRun.
-var readmeAllowedPaths = []string{readmeRoot, readmeScratchMount, readmeMountHelperPath, "/dev/zero", "/dev/urandom", "/dev/null"}
+// run by the test: the scratch tree, where the Install block puts the
+// binary and the man page, and the device files it reads. A block naming
+// anything else (a path on the machine the test must not touch) is "not
+// covered" until it is added here or to readmeNotRun.
+var readmeAllowedPaths = []string{readmeRoot, readmeBinDir, readmeManDir, "/dev/zero", "/dev/urandom", "/dev/null"}
 
-// readmeMountHelperPath is where the README installs tmpmount for
-// mount(8), whose mount.fuse looks for it in a fixed PATH. Blocks that use
-// readmeScratchMount run in a private mount namespace in which a temporary
-// directory is bind-mounted there, so the install touches nothing of the
-// machine's and mount(8) runs the binary under test.
-const readmeMountHelperPath = "/usr/local/bin"
+// readmeBinDir and readmeManDir are where the README installs tmpmount and
+// tmpmount(1). readmeBinDir is also where mount(8)'s mount.fuse looks for
+// tmpmount, in a fixed PATH. Blocks that name either, or mount with
+// mount(8), run in a private mount namespace in which temporary
+// directories are bind-mounted over both: an install touches nothing of
+// the machine's, and mount(8) runs the binary under test.
+const (
+	readmeBinDir = "/usr/local/bin"
+	readmeManDir = "/usr/local/share/man"
+)
 
 // readmeBlockTimeout bounds one block (each takes well under a second or
 // two when tmpmount works; a mount that never comes up would otherwise spin
@@ -100,10 +103,7 @@ type readmeEnv struct {
 	home    string // $HOME
 	tmpdir  string // $TMPDIR, where tmpmount without --spill-dir spills
 	runtime string // $XDG_RUNTIME_DIR, where `tmpmount run` makes its mount point
-	// scratchMount: the block mounts at readmeScratchMount (so the test
-	// checks and cleans up there too).
-	scratchMount bool
-	environ      []string
+	environ []string
 }
 
 func TestReadmeShBlocks(t *testing.T) {
@@ -294,13 +294,9 @@ func readmeRunBlock(t *testing.T, repo string, b readmeShBlock) {
 		t.Fatalf("README block %d (line %d) not covered: nothing in it runs and readmeNotRun has none of its lines", b.index, b.line)
 	}
 
-	usesScratchMount := strings.Contains(strings.Join(b.lines, "\n"), readmeScratchMount)
-	if usesScratchMount {
-		if mps := readmeMountsUnder(readmeScratchMount); len(mps) > 0 {
-			t.Skipf("%s is in use on this machine (%s mounted); not running the block that mounts there", readmeScratchMount, strings.Join(mps, ", "))
-		}
-	}
-	env := readmeSetup(t, repo, usesScratchMount)
+	text := strings.Join(b.lines, "\n")
+	usesUsrLocal := strings.Contains(text, "/usr/local/") || strings.Contains(text, "fuse.tmpmount")
+	env := readmeSetup(t, repo)
 
 	var notRunLines []int
 	for n := range notRun {
@@ -322,13 +318,24 @@ func readmeRunBlock(t *testing.T, repo string, b readmeShBlock) {
 	ctx, cancel := context.WithTimeout(context.Background(), readmeBlockTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-eu", "-c", script)
-	if usesScratchMount {
-		helperDir := t.TempDir()
-		if err := os.Symlink(tmpmountBin, filepath.Join(helperDir, "tmpmount")); err != nil {
-			t.Fatal(err)
+	var binDir, manDir string
+	if usesUsrLocal {
+		// /usr/local/bin holds the binary under test, for mount.fuse,
+		// unless the block installs one there itself.
+		binDir, manDir = t.TempDir(), t.TempDir()
+		for _, d := range []string{binDir, manDir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !strings.Contains(text, "install -m 0755 tmpmount "+readmeBinDir) {
+			if err := os.Symlink(tmpmountBin, filepath.Join(binDir, "tmpmount")); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cmd = exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "--",
-			"sh", "-c", `mount --bind "$0" "$1" && exec sh -eu -c "$2"`, helperDir, readmeMountHelperPath, script)
+			"sh", "-c", `mount --bind "$0" "$1" && mount --bind "$2" "$3" && exec sh -eu -c "$4"`,
+			binDir, readmeBinDir, manDir, readmeManDir, script)
 	}
 	cmd.Dir = env.repo
 	cmd.Env = env.environ
@@ -353,19 +360,38 @@ func readmeRunBlock(t *testing.T, repo string, b readmeShBlock) {
 			b.index, b.line, err, b.line, b.line+len(b.lines)-1, script, out.String())
 	}
 	readmeCheckNothingLeft(t, env)
+	if usesUsrLocal {
+		readmeCheckInstalled(t, text, binDir, manDir)
+	}
+}
+
+// readmeCheckInstalled checks what a block that installs tmpmount put in
+// place of /usr/local/bin and /usr/local/share/man: a binary that runs,
+// and the man page that man -l renders.
+func readmeCheckInstalled(t *testing.T, text, binDir, manDir string) {
+	t.Helper()
+	if strings.Contains(text, "install -m 0755 tmpmount "+readmeBinDir) {
+		out, err := exec.Command(filepath.Join(binDir, "tmpmount"), "--version").Output()
+		if err != nil || !strings.HasPrefix(string(out), "tmpmount ") {
+			t.Errorf("the installed %s/tmpmount --version: %q, %v", readmeBinDir, out, err)
+		}
+	}
+	if strings.Contains(text, "tmpmount.1") {
+		got, err := os.ReadFile(filepath.Join(manDir, "man1", "tmpmount.1"))
+		want, _ := os.ReadFile(filepath.Join("..", "cmd", "tmpmount", "tmpmount.1"))
+		if err != nil || len(want) == 0 || !bytes.Equal(got, want) {
+			t.Errorf("%s/man1/tmpmount.1 after the block: %d bytes, %v; want cmd/tmpmount/tmpmount.1 (%d bytes)", readmeManDir, len(got), err, len(want))
+		}
+	}
 }
 
 // readmeSetup makes a clean readmeRoot and the block's environment, and
 // registers the cleanup that leaves no mount and no file behind.
-func readmeSetup(t *testing.T, repo string, usesScratchMount bool) *readmeEnv {
+func readmeSetup(t *testing.T, repo string) *readmeEnv {
 	t.Helper()
 	readmeUnmountAll(t, readmeRoot)
 	if err := os.RemoveAll(readmeRoot); err != nil {
 		t.Fatalf("remove %s: %v", readmeRoot, err)
-	}
-	scratchExisted := true
-	if _, err := os.Lstat(readmeScratchMount); errors.Is(err, os.ErrNotExist) {
-		scratchExisted = false
 	}
 	t.Cleanup(func() {
 		if mps := readmeUnmountAll(t, readmeRoot); len(mps) > 0 {
@@ -374,27 +400,14 @@ func readmeSetup(t *testing.T, repo string, usesScratchMount bool) *readmeEnv {
 		if err := os.RemoveAll(readmeRoot); err != nil {
 			t.Errorf("remove %s: %v", readmeRoot, err)
 		}
-		if !usesScratchMount {
-			return
-		}
-		if mps := readmeUnmountAll(t, readmeScratchMount); len(mps) > 0 {
-			t.Errorf("mounts left at %s after the block: %s", readmeScratchMount, strings.Join(mps, ", "))
-		}
-		if !scratchExisted {
-			// The block made it (sudo mkdir -p); empty again, it goes.
-			if err := os.Remove(readmeScratchMount); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("remove %s, which the block made: %v", readmeScratchMount, err)
-			}
-		}
 	})
 
 	env := &readmeEnv{
-		repo:         repo,
-		binDir:       t.TempDir(),
-		home:         t.TempDir(),
-		tmpdir:       t.TempDir(),
-		runtime:      t.TempDir(),
-		scratchMount: usesScratchMount,
+		repo:    repo,
+		binDir:  t.TempDir(),
+		home:    t.TempDir(),
+		tmpdir:  t.TempDir(),
+		runtime: t.TempDir(),
 	}
 	if err := os.Symlink(tmpmountBin, filepath.Join(env.binDir, "tmpmount")); err != nil {
 		t.Fatal(err)
@@ -463,11 +476,7 @@ func readmeCheckNothingLeft(t *testing.T, env *readmeEnv) {
 				left = append(left, filepath.Join(dir, e.Name()))
 			}
 		}
-		roots := []string{readmeRoot, env.home}
-		if env.scratchMount {
-			roots = append(roots, readmeScratchMount)
-		}
-		for _, root := range roots {
+		for _, root := range []string{readmeRoot, env.home, env.tmpdir} {
 			for _, mp := range readmeMountsUnder(root) {
 				left = append(left, "mount at "+mp)
 			}
