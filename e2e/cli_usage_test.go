@@ -146,6 +146,7 @@ func TestCLIHelpCommands(t *testing.T) {
 		{[]string{"help", "run"}, "Usage:\n  tmpmount run [flags]", nil, nil},
 		{[]string{"stat", "--help"}, "Usage:\n  tmpmount stat [--json] PATH", []string{"--json", "symlink is followed"}, []string{"--max-size"}},
 		{[]string{"help", "stat"}, "Usage:\n  tmpmount stat [--json] PATH", nil, nil},
+		{[]string{"help", "--help"}, "Usage: tmpmount help [run|stat]", nil, nil},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
