@@ -258,7 +258,7 @@ func TestLimitsRemountViaMount8(t *testing.T) {
 	line := fmt.Sprintf("tmpmount %s fuse.tmpmount max_size=2M,mem_limit=64M,mode=1777,spill_dir=%s,log=%s,nofail 0 0\n", mp, spill, logFile)
 	rtWriteFile(t, fstab, []byte(line))
 	pid := rtMountViaMount8(t, ns, mp, logFile, "mount", "-t", "fuse.tmpmount", "tmpmount", mp,
-		"-o", "max_size=1M,size=8M,spill_dir="+spill+",log="+logFile)
+		"-o", "max_size=1M,size=8M,nodev,nosuid,spill_dir="+spill+",log="+logFile)
 	root := ns.path(mp)
 	stats := func() limMountStats { return limStatsOf(t, root) }
 	mount8 := func(args ...string) rtResult {

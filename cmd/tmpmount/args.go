@@ -117,7 +117,7 @@ func (c commandLine) setFlag(arg string, rest []string) (used int, err error) {
 		value, used = rest[0], 1
 	}
 	if err := f.Value.Set(value); err != nil {
-		return 0, c.usageError("%s %q: %v", typed, value, err)
+		return 0, c.usageError("%s: %v", typed, err)
 	}
 	return used, nil
 }
@@ -157,7 +157,7 @@ func (c commandLine) setMountOptions(list string) error {
 			return c.usageError("-o %s needs a value: %s=%s", typedName, typedName, valueName(f))
 		}
 		if err := f.Value.Set(value); err != nil {
-			return c.usageError("-o %s: %v", opt, err)
+			return c.usageError("-o %s: %v", typedName, err)
 		}
 	}
 	return nil

@@ -298,7 +298,7 @@ func (f octalFlag) String() string {
 func (f octalFlag) Set(s string) error {
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o7777 {
-		return errors.New("invalid mode: give octal permission bits such as 1777 or 0700")
+		return fmt.Errorf("invalid mode %q: give octal permission bits such as 1777 or 0700", s)
 	}
 	*f.v = uint32(v)
 	return nil
@@ -323,13 +323,13 @@ func (f idFlag) Set(s string) error {
 	if strings.TrimLeft(s, "0123456789") != "" {
 		id, err := f.lookup(s)
 		if err != nil {
-			return fmt.Errorf("unknown %s: give a %s name or number", f.kind, f.kind)
+			return fmt.Errorf("unknown %s %q: give a %s name or number", f.kind, s, f.kind)
 		}
 		text = id
 	}
 	v, err := strconv.ParseUint(text, 10, 32)
 	if err != nil || v == 1<<32-1 {
-		return fmt.Errorf("not a %s id: give a number below 4294967295", f.kind)
+		return fmt.Errorf("invalid %s id %q: give a number below 4294967295", f.kind, s)
 	}
 	*f.v = uint32(v)
 	return nil

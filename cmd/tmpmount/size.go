@@ -38,13 +38,22 @@ var unitPowers = map[byte]int{
 
 var errTooLarge = errors.New("too large: at most 2^63-1 bytes (8E minus one)")
 
-// parseSize reads a size. With percentOK, N% is N percent of RAM.
+// parseSize reads a size. With percentOK, N% is N percent of RAM. Errors
+// say `invalid size "S": why`.
 func parseSize(s string, percentOK bool) (int64, error) {
+	n, err := sizeValue(s, percentOK)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %w", s, err)
+	}
+	return n, nil
+}
+
+func sizeValue(s string, percentOK bool) (int64, error) {
 	digits := s[:len(s)-len(strings.TrimLeft(s, "0123456789"))]
 	unit := s[len(digits):]
 	switch {
 	case digits == "":
-		return 0, fmt.Errorf("not a size: %s", sizeHelp)
+		return 0, fmt.Errorf("give %s", sizeHelp)
 	case len(digits) > 1 && digits[0] == '0':
 		return 0, errors.New("a size with a leading 0 is read as octal by tmpfs and as decimal by coreutils: write it without the 0")
 	}
