@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -588,13 +589,13 @@ func TestCLIMountSource(t *testing.T) {
 	}
 	// mount.fuse passes dev,suid unless told nodev,nosuid: mount(8)'s
 	// defaults, as for tmpfs.
-	if opts := cuMountOptions(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); strings.Contains(opts, ",nodev,") || strings.Contains(opts, ",nosuid,") {
-		t.Errorf("mount(8) with no nodev,nosuid: options %s, want dev,suid as for tmpfs", opts)
+	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); slices.Contains(opts, "nodev") || slices.Contains(opts, "nosuid") {
+		t.Errorf("mount(8) with no nodev,nosuid: options %q, want dev,suid as for tmpfs", opts)
 	}
 	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
 	pid = rtMountViaMount8(t, ns, mp, logFile, "mount", "-t", "fuse.tmpmount", source, mp, "-o", "nodev,nosuid,spill_dir="+spill+",log="+logFile)
-	if opts := cuMountOptions(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); !strings.Contains(opts, ",nodev,") || !strings.Contains(opts, ",nosuid,") {
-		t.Errorf("mount(8) -o nodev,nosuid: options %s", opts)
+	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); !slices.Contains(opts, "nodev") || !slices.Contains(opts, "nosuid") {
+		t.Errorf("mount(8) -o nodev,nosuid: options %q", opts)
 	}
 	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
 
@@ -604,19 +605,6 @@ func TestCLIMountSource(t *testing.T) {
 			t.Errorf("mountinfo of a mount without a source: %q, want source tmpmount", e.line)
 		}
 	}
-}
-
-// cuMountOptions returns the per-mount options of the mount at dir in a
-// mountinfo file, with a comma at either end.
-func cuMountOptions(t *testing.T, mountinfo, dir string) string {
-	t.Helper()
-	for _, e := range mountsOf(t, mountinfo) {
-		if e.point == dir {
-			return "," + strings.Fields(e.line)[5] + ","
-		}
-	}
-	t.Fatalf("nothing mounted at %s", dir)
-	return ""
 }
 
 // TestCLIDevSuid: nodev and nosuid are the default; root may ask for dev
@@ -677,9 +665,9 @@ func TestCLIDevSuid(t *testing.T) {
 			if got := strings.TrimSpace(string(out)); got != want {
 				t.Errorf("set-user-ID root id -u run by nobody with %v: %s, want %s", tc.flags, got, want)
 			}
-			opts := cuMountOptions(t, "/proc/self/mountinfo", m.Dir)
-			if strings.Contains(opts, ",nodev,") == tc.devWorks || strings.Contains(opts, ",nosuid,") == tc.suidRun {
-				t.Errorf("mount options %s with %v", opts, tc.flags)
+			opts := limMountFlags(t, "/proc/self/mountinfo", m.Dir)
+			if slices.Contains(opts, "nodev") == tc.devWorks || slices.Contains(opts, "nosuid") == tc.suidRun {
+				t.Errorf("mount options %q with %v", opts, tc.flags)
 			}
 		})
 	}
