@@ -587,15 +587,15 @@ func TestCLIMountSource(t *testing.T) {
 	if res := rtRun(t, ns.command("df", "--output=source", mp)); !strings.HasSuffix(strings.TrimSpace(res.stdout), "\n"+source) {
 		t.Errorf("df --output=source %s: %q, want %q", mp, res.stdout, source)
 	}
-	// mount.fuse passes dev,suid unless told nodev,nosuid: mount(8)'s
-	// defaults, as for tmpfs.
-	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); slices.Contains(opts, "nodev") || slices.Contains(opts, "nosuid") {
-		t.Errorf("mount(8) with no nodev,nosuid: options %q, want dev,suid as for tmpfs", opts)
+	// mount.fuse adds dev,suid to every mount's options: a scratch mount
+	// stays nodev,nosuid all the same, unless root says allow_dev,allow_suid.
+	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); !slices.Contains(opts, "nodev") || !slices.Contains(opts, "nosuid") {
+		t.Errorf("mount(8) with no options about devices: options %q, want nodev,nosuid", opts)
 	}
 	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
-	pid = rtMountViaMount8(t, ns, mp, logFile, "mount", "-t", "fuse.tmpmount", source, mp, "-o", "nodev,nosuid,spill_dir="+spill+",log="+logFile)
-	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); !slices.Contains(opts, "nodev") || !slices.Contains(opts, "nosuid") {
-		t.Errorf("mount(8) -o nodev,nosuid: options %q", opts)
+	pid = rtMountViaMount8(t, ns, mp, logFile, "mount", "-t", "fuse.tmpmount", source, mp, "-o", "allow_dev,allow_suid,spill_dir="+spill+",log="+logFile)
+	if opts := limMountFlags(t, fmt.Sprintf("/proc/%d/mountinfo", ns.pid), mp); slices.Contains(opts, "nodev") || slices.Contains(opts, "nosuid") {
+		t.Errorf("mount(8) -o allow_dev,allow_suid: options %q, want dev,suid", opts)
 	}
 	rtUmountViaMount8(t, ns, mp, spill, logFile, pid)
 
@@ -627,7 +627,8 @@ func TestCLIDevSuid(t *testing.T) {
 		{nil, false, false},
 		{[]string{"--dev"}, true, false},
 		{[]string{"--suid"}, false, true},
-		{[]string{"-o", "dev,suid", "--foreground"}, true, true},
+		{[]string{"-o", "allow_dev,allow_suid", "--foreground"}, true, true},
+		{[]string{"-o", "dev,suid", "--foreground"}, false, false}, // mount.fuse's defaults: ignored
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.flags), func(t *testing.T) {

@@ -31,8 +31,9 @@ func TestParseArgs(t *testing.T) {
 			return o.size.bytes == 1<<20 && o.inodes == 7 && o.mode == 0o700 && o.readOnly && o.noExec && o.source == "src" && o.mountpoint == "mp"
 		}},
 		{"-o rw after ro", []string{"-o", "ro,rw", "mp"}, func(o *options) bool { return !o.readOnly }},
-		{"-o dev,suid", []string{"-o", "dev,suid", "mp"}, func(o *options) bool { return o.dev && o.suid }},
-		{"-o nodev,nosuid", []string{"-o", "dev,suid,nodev,nosuid", "mp"}, func(o *options) bool { return !o.dev && !o.suid }},
+		{"-o allow_dev,allow_suid", []string{"-o", "allow_dev,allow_suid", "mp"}, func(o *options) bool { return o.dev && o.suid }},
+		{"-o dev,suid: mount.fuse's defaults", []string{"-o", "dev,suid", "mp"}, func(o *options) bool { return !o.dev && !o.suid }},
+		{"-o nodev,nosuid", []string{"-o", "allow_dev,allow_suid,nodev,nosuid", "mp"}, func(o *options) bool { return !o.dev && !o.suid }},
 		{"-o mount(8)'s own, ignored", []string{"-o", "defaults,noauto,nofail,_netdev,x-systemd.requires=a,comment=b,rw,default_permissions", "mp"}, func(o *options) bool {
 			return o.mountpoint == "mp"
 		}},
@@ -41,7 +42,7 @@ func TestParseArgs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "-o dev,suid" && !isRoot() {
+			if tc.name == "-o allow_dev,allow_suid" && !isRoot() {
 				t.Skip("--dev needs root")
 			}
 			o, err := parseArgs(tc.args, &bytes.Buffer{})

@@ -528,7 +528,7 @@ func adviseOnOptions(o *options, logger *log.Logger) {
 		if o.suid {
 			on = append(on, "suid")
 		}
-		logger.Printf("mounting %s: device files and set-user-ID programs on it take effect (mount(8) passes dev,suid unless told nodev,nosuid, as for tmpfs; a scratch mount wants nodev,nosuid)",
+		logger.Printf("mounting %s: device files or set-user-ID programs on it take effect, as asked (a scratch mount wants nodev,nosuid)",
 			strings.Join(on, ","))
 	}
 	if o.memLimit.bytes == 0 && o.maxSize.bytes == 0 && o.size.bytes == 0 {

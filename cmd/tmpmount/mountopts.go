@@ -9,39 +9,40 @@ import (
 // -o max_size=8M,mode=1777` (and an /etc/fstab line) makes mount.fuse run
 // `tmpmount SRC /mnt/t -o OPTIONS`. Every long flag is also a -o option,
 // with dashes or underscores; tmpfs's spellings (size=, nr_inodes=, mode=,
-// uid=, gid=, ro, rw, noexec, exec, dev, nodev, suid, nosuid) mean what
-// they mean there; options that mount(8) and fstab use for themselves are
-// ignored. SRC is shown as the mount's source, as tmpfs shows its own.
+// uid=, gid=, ro, rw, noexec, exec, nodev, nosuid) mean what they mean
+// there; options that mount(8) and fstab use for themselves are ignored.
+// SRC is shown as the mount's source, as tmpfs shows its own.
 //
-// mount.fuse passes dev,suid to the helper unless the options say
-// nodev,nosuid: through mount(8), as for tmpfs, a root mount is dev,suid
-// unless its options say otherwise, while `tmpmount MOUNTPOINT` is
-// nodev,nosuid unless given --dev, --suid.
+// mount.fuse adds dev,suid to every helper's options unless they say
+// nodev,nosuid, so an explicit -o dev cannot be told from its default.
+// A scratch mount stays nodev,nosuid (the issue's choice, and fusermount3's
+// for users): -o dev and -o suid are ignored, and root opts in with
+// -o allow_dev, -o allow_suid (the --dev, --suid flags).
 
 // mountOptionFlags maps -o names (underscores already turned to dashes)
 // to the flag they set where the names differ: value, if not "", is the
 // value the option stands for (ro is --read-only=true).
 var mountOptionFlags = map[string]struct{ flag, value string }{
-	"nr-inodes": {"inodes", ""},
-	"ro":        {"read-only", "true"},
-	"rw":        {"read-only", "false"},
-	"noexec":    {"no-exec", "true"},
-	"exec":      {"no-exec", "false"},
-	"dev":       {"dev", "true"},
-	"nodev":     {"dev", "false"},
-	"suid":      {"suid", "true"},
-	"nosuid":    {"suid", "false"},
+	"nr-inodes":  {"inodes", ""},
+	"ro":         {"read-only", "true"},
+	"rw":         {"read-only", "false"},
+	"noexec":     {"no-exec", "true"},
+	"exec":       {"no-exec", "false"},
+	"allow-dev":  {"dev", "true"},
+	"nodev":      {"dev", "false"},
+	"allow-suid": {"suid", "true"},
+	"nosuid":     {"suid", "false"},
 }
 
 // ignoredMountOptions are mount(8) and fstab options that say nothing to
-// tmpmount: default_permissions is always on, and atime policy is the
-// daemon's.
+// tmpmount: default_permissions is always on, atime policy is the
+// daemon's, and dev, suid are mount.fuse's defaults (see above).
 var ignoredMountOptions = map[string]bool{
 	"defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
 	"nouser": true, "owner": true, "group": true, "-netdev": true, "nofail": true,
 	"async": true, "sync": true, "default-permissions": true, "relatime": true,
 	"noatime": true, "strictatime": true, "atime": true, "nodiratime": true,
-	"diratime": true, "lazytime": true, "comment": true,
+	"diratime": true, "lazytime": true, "comment": true, "dev": true, "suid": true,
 }
 
 // mountOption is what one -o option means.

@@ -120,8 +120,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
 	fs.BoolVar(&o.readOnly, "read-only", false, "mount read-only (-o ro): an empty filesystem that nothing can write")
 	fs.BoolVar(&o.noExec, "no-exec", false, "forbid running programs from the mount (-o noexec)")
-	fs.BoolVar(&o.dev, "dev", false, "let device files made with mknod work (-o dev; root only; default nodev)")
-	fs.BoolVar(&o.suid, "suid", false, "honour set-user-ID and set-group-ID bits (-o suid; root only; default nosuid)")
+	fs.BoolVar(&o.dev, "dev", false, "let device files made with mknod work (-o allow_dev; root only; default nodev)")
+	fs.BoolVar(&o.suid, "suid", false, "honour set-user-ID and set-group-ID bits (-o allow_suid; root only; default nosuid)")
 	fs.BoolVar(&o.foreground, "foreground", false, "with -o options (the mount(8) way), stay in the foreground instead of going to the background once mounted")
 	fs.StringVar(&o.logFile, "log", "", "append log lines to `FILE` instead of stderr (in the background: instead of syslog); outside the mount")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
@@ -224,14 +224,7 @@ func checkOptions(o *options, cl commandLine) error {
 		return cl.usageError("--inodes %d: give a number of nodes, or 0 for no limit", o.inodes)
 	}
 	if (o.dev || o.suid) && os.Geteuid() != 0 {
-		if o.viaMount {
-			// mount.fuse passes dev,suid to every helper unless told
-			// nodev,nosuid (mount(8)'s defaults); fusermount3 makes a
-			// user's mount nodev,nosuid whatever it is asked.
-			o.dev, o.suid = false, false
-			return nil
-		}
-		return cl.usageError("--dev and --suid need root: fusermount3 mounts every user's mount nodev,nosuid")
+		return cl.usageError("--dev and --suid (-o allow_dev, allow_suid) need root: fusermount3 mounts every user's mount nodev,nosuid")
 	}
 	return nil
 }
