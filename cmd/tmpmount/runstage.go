@@ -285,24 +285,23 @@ func (st *commandStage) awaitNone(grace time.Duration) (gone, hurried bool) {
 // killAll sends SIGKILL to the command's processes until none is left
 // (one may fork while it is being killed).
 func (st *commandStage) killAll() {
+	left := descendants(st.self)
+	if len(left) == 0 {
+		return
+	}
+	// Said before it is done: in a PID namespace one kill ends them all,
+	// and there would be nothing left to name afterwards.
+	st.logger.Printf("sending SIGKILL to %d process(es) the command started: %s", len(left), joinProcesses(left))
 	if st.self == 1 {
 		unix.Kill(-1, unix.SIGKILL) // the init of a PID namespace: everyone else in it, at once
 	}
-	said := false
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		left := descendants(st.self)
-		if len(left) == 0 {
-			return
-		}
-		if !said {
-			st.logger.Printf("sending SIGKILL to %d process(es) the command started: %s", len(left), joinProcesses(left))
-			said = true
-		}
+	for deadline := time.Now().Add(10 * time.Second); len(left) > 0 && time.Now().Before(deadline); {
 		signalAll(left, unix.SIGKILL)
 		time.Sleep(20 * time.Millisecond)
 		st.reap()
+		left = descendants(st.self)
 	}
-	if left := descendants(st.self); len(left) > 0 {
+	if len(left) > 0 {
 		st.logger.Printf("%d process(es) the command started could not be ended: %s", len(left), joinProcesses(left))
 	}
 }
