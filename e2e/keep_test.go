@@ -140,13 +140,34 @@ func (e kpEvents) waitKept(t *testing.T, path string, n int) {
 	waitFor(t, kpWithin, fmt.Sprintf("save number %d of %s", n, path), func() bool { return e.kept(t, path) >= n })
 }
 
-// kpNoDebris fails if the keep dir holds a hidden temporary name.
-func kpNoDebris(t *testing.T, keepDir string) {
+// kpNewSuffix ends the hidden name ".NAME.tmpmount-new" a new version of
+// NAME is linked under, whole, just before it is renamed over the old one.
+const kpNewSuffix = ".tmpmount-new"
+
+// kpNoDebris fails if the keep dir holds a temporary name, and returns the
+// hidden new versions a kill left (relative path -> the path of the file
+// each is a version of), for the caller to check that each is whole.
+func kpNoDebris(t *testing.T, keepDir string) map[string]string {
 	t.Helper()
+	left := map[string]string{}
 	for rel := range polTree(t, keepDir) {
-		if strings.HasPrefix(filepath.Base(rel), ".tmpmount-") {
+		dir, base := filepath.Split(rel)
+		switch {
+		case strings.HasPrefix(base, ".tmpmount-"):
 			t.Errorf("keep dir holds a temporary file %s", rel)
+		case strings.HasPrefix(base, ".") && strings.HasSuffix(base, kpNewSuffix):
+			left[rel] = filepath.Join(dir, strings.TrimSuffix(strings.TrimPrefix(base, "."), kpNewSuffix))
 		}
+	}
+	return left
+}
+
+// kpNoneLeft fails if the keep dir holds a temporary name or a hidden new
+// version: with no kill, none is ever left.
+func kpNoneLeft(t *testing.T, keepDir string) {
+	t.Helper()
+	for rel := range kpNoDebris(t, keepDir) {
+		t.Errorf("keep dir holds %s with no kill to explain it", rel)
 	}
 }
 
@@ -278,7 +299,7 @@ func TestKeepSavedAtClose(t *testing.T) {
 		t.Errorf("after the kill, the keep dir's %s is inode %d (mtime %v), want the last save, inode %d (mtime %v)", rel, st.Ino, st.Mtim, last.Ino, last.Mtim)
 	}
 	polCheckBytes(t, kept, data)
-	kpNoDebris(t, keepDir)
+	kpNoneLeft(t, keepDir) // the kill came with nothing being saved
 	kpSpillEmpty(t, m)
 }
 
@@ -294,7 +315,12 @@ func TestKeepMirror(t *testing.T) {
 	k := func(rel string) string { return filepath.Join(keepDir, rel) }
 	waitTree := func(what string, want map[string]string) {
 		t.Helper()
-		waitFor(t, kpWithin, what, func() bool { return maps.Equal(polTree(t, keepDir), want) })
+		waitFor(t, kpWithin, what, func() bool {
+			// A walk racing with the daemon removing a directory
+			// fails: look again.
+			tree, err := walkTree(keepDir)
+			return err == nil && maps.Equal(tree, want)
+		})
 	}
 	for _, d := range []string{"d", "before", "out"} {
 		if err := os.Mkdir(m.Path(d), 0o755); err != nil {
@@ -355,6 +381,7 @@ func TestKeepMirror(t *testing.T) {
 	if got := polTree(t, keepDir); !maps.Equal(got, map[string]string{"before": "dir"}) {
 		t.Errorf("keep dir after unmount: %v, want only before/", got)
 	}
+	kpNoneLeft(t, keepDir)
 }
 
 // kpWriter writes keep files in a loop: file i gets versions 0, 1, ...,
@@ -412,13 +439,22 @@ func (w *kpWriter) run(rounds, size int, stop <-chan struct{}) {
 	}
 }
 
-// check says, for each file the keep dir holds, which closed version it
-// is, and fails for one that is none of them, or a file it should not
-// hold.
+// check fails for a file in the keep dir that is no closed version of its
+// name (a new version left under its hidden name by the kill included),
+// or a file it should not hold; it returns how many files it holds.
 func (w *kpWriter) check(t *testing.T, keepDir string) (saved int) {
 	t.Helper()
+	left := kpNoDebris(t, keepDir)
 	for rel, kind := range polTree(t, keepDir) {
-		vs, ok := w.versions[rel]
+		name := rel
+		if of, ok := left[rel]; ok {
+			name = of
+		} else if strings.HasPrefix(rel, ".tmpmount-") {
+			continue // said by kpNoDebris
+		} else {
+			saved++
+		}
+		vs, ok := w.versions[name]
 		if kind != "file" || !ok {
 			t.Errorf("keep dir holds %s %s, which no close made", kind, rel)
 			continue
@@ -435,11 +471,9 @@ func (w *kpWriter) check(t *testing.T, keepDir string) (saved int) {
 			diffs = append(diffs, fmt.Sprintf("version %d: %s", i, d))
 		}
 		if match < 0 && len(vs) > 0 {
-			t.Errorf("keep dir's %s is no closed version: %s", rel, strings.Join(diffs, " | "))
+			t.Errorf("keep dir's %s is no closed version of %s: %s", rel, name, strings.Join(diffs, " | "))
 		}
-		saved++
 	}
-	kpNoDebris(t, keepDir)
 	return saved
 }
 
@@ -510,7 +544,12 @@ func TestKeepKilled(t *testing.T) {
 				t.Logf("the save was placed between the look and the kill")
 			}
 		}
-		kpNoDebris(t, keepDir)
+		for rel := range kpNoDebris(t, keepDir) {
+			// Killed between its link and its rename: whole.
+			if d := kpDiff(t, filepath.Join(keepDir, rel), second); d != "" {
+				t.Errorf("%s, left by the kill, is not the version being saved: %s", rel, d)
+			}
+		}
 		kpSpillEmpty(t, m)
 	})
 
@@ -538,7 +577,7 @@ func TestKeepKilled(t *testing.T) {
 		}
 		kpKill(t, m)
 		kpWantVersion(t, filepath.Join(keepDir, "f"), first)
-		kpNoDebris(t, keepDir)
+		kpNoneLeft(t, keepDir)
 		kpSpillEmpty(t, m)
 	})
 }

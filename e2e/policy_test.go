@@ -749,13 +749,19 @@ func TestPolicyCloseMmap(t *testing.T) {
 // or "symlink".
 func polTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
+	tree, err := walkTree(dir)
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	return tree
+}
+
+// walkTree lists what lies below dir, as polTree does.
+func walkTree(dir string) (map[string]string, error) {
 	tree := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if err != nil || path == dir {
 			return err
-		}
-		if path == dir {
-			return nil
 		}
 		rel, _ := filepath.Rel(dir, path)
 		switch {
@@ -768,10 +774,7 @@ func polTree(t *testing.T, dir string) map[string]string {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
-	return tree
+	return tree, err
 }
 
 // polStat lstats path.

@@ -57,9 +57,10 @@ type keepState struct {
 	// copy is what the keep dir holds of the file; nil: nothing.
 	copy *keptCopy
 	// ownerGID is the group the owner's processes were last seen with
-	// (ownerSeen), the group saves act with.
+	// (by a request of ownerSeen's, the owner then), the group saves act
+	// with.
 	ownerGID  uint32
-	ownerSeen bool
+	ownerSeen *uint32
 	// failed: the last save of the file did not place every name.
 	failed bool
 
@@ -215,7 +216,8 @@ func (k *keeper) identityOf(f *File) keepdir.Identity {
 		f.mu.Unlock()
 		return s.id
 	}
-	uid, gid, seen := f.uid, f.keep.ownerGID, f.keep.ownerSeen
+	uid, gid := f.uid, f.keep.ownerGID
+	seen := f.keep.ownerSeen != nil && *f.keep.ownerSeen == uid // not if chowned since
 	f.mu.Unlock()
 	return k.users.Identity(uid, gid, seen)
 }
@@ -292,14 +294,22 @@ func (k *keeper) reconcile(id keepdir.Identity, files []*File) []*keepJob {
 		}
 		jobs = append(jobs, j)
 	}
+	var temps []int
 	for _, j := range jobs {
 		if j.snap != nil {
-			if err := j.snap.temp.Sync(); err != nil {
-				k.root.log.Printf("keep %q: %v", j.paths[0], err)
-				j.failed = true
-				j.snap.temp.Close()
-				j.snap = nil
-			}
+			temps = append(temps, j.snap.temp.Fd())
+		}
+	}
+	failed := keepdir.SyncAll(temps)
+	for _, j := range jobs {
+		if j.snap == nil {
+			continue
+		}
+		if err := failed[j.snap.temp.Fd()]; err != nil {
+			k.root.log.Printf("keep %q: %v", j.paths[0], err)
+			j.failed = true
+			j.snap.temp.Close()
+			j.snap = nil
 		}
 	}
 	dirs := map[string]int{}
@@ -309,10 +319,16 @@ func (k *keeper) reconcile(id keepdir.Identity, files []*File) []*keepJob {
 		}
 		k.place(j, dirs)
 	}
+	var dirFds []int
+	names := map[int]string{}
 	for rel, fd := range dirs {
-		if err := unix.Fsync(fd); err != nil {
-			k.root.log.Printf("keep: sync %q in keep dir: %v", rel, err)
-		}
+		dirFds = append(dirFds, fd)
+		names[fd] = rel
+	}
+	for fd, err := range keepdir.SyncAll(dirFds) {
+		k.root.log.Printf("keep: %q in keep dir: %v", names[fd], err)
+	}
+	for _, fd := range dirFds {
 		unix.Close(fd)
 	}
 	return jobs
@@ -561,7 +577,7 @@ func (k *keeper) removeCopy(j *keepJob, c *keptCopy) {
 // removeDest removes the name d of c from the keep dir, if it is still c,
 // and the directories this mount made for it if they are left empty.
 func (k *keeper) removeDest(j *keepJob, c *keptCopy, d string) {
-	ok, err := k.dir.Remove(d, c.id)
+	ok, err := k.dir.Remove(d, c.id, c.owner)
 	if err != nil {
 		k.root.log.Printf("keep: remove %q from keep dir: %v", d, err)
 		return
@@ -734,7 +750,7 @@ func (f *File) openedForWrite(h *handle, uid, gid uint32) {
 	f.mu.Lock()
 	f.keep.writers++
 	if uid == f.uid {
-		f.keep.ownerGID, f.keep.ownerSeen = gid, true
+		f.keep.ownerGID, f.keep.ownerSeen = gid, &uid
 	}
 	pending := f.keep.due || f.keep.busy != nil
 	f.mu.Unlock()

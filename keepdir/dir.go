@@ -45,9 +45,23 @@ func (d *Dir) Close() error { return unix.Close(d.fd) }
 // something the user may not replace.
 const BesideSuffix = ".tmpmount-kept"
 
-// tempPrefix starts the hidden names files are written or linked under
-// before they are renamed into place.
+// tempPrefix starts the hidden names files are written under where
+// O_TMPFILE does not work, and linked under when their own is too long.
 const tempPrefix = ".tmpmount-"
+
+// NewSuffix ends the hidden name ".NAME.tmpmount-new" that a new version
+// of NAME is linked under, whole and synced, before it is renamed over the
+// old one. A kill between the two steps leaves it there; the next save or
+// removal of NAME takes it away.
+const NewSuffix = ".tmpmount-new"
+
+// newName is the hidden name a new version of name is linked under.
+func newName(name string) string {
+	if n := "." + name + NewSuffix; len(n) <= 255 {
+		return n
+	}
+	return tempName()
+}
 
 var beneath = unix.OpenHow{
 	Flags:   unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC,
@@ -212,12 +226,38 @@ func (t *Temp) Close() {
 	unix.Close(t.fd)
 }
 
-// Sync flushes the file's data and attributes to disk.
-func (t *Temp) Sync() error {
-	if err := unix.Fsync(t.fd); err != nil {
-		return fmt.Errorf("sync: %w", err)
+// syncfsFrom is how many files of one filesystem SyncAll syncs with one
+// syncfs(2) rather than one fsync(2) each: on ext4 every fsync of a file
+// just written is a journal commit of its own, and a burst of small keep
+// files would wait for hundreds of them.
+const syncfsFrom = 4
+
+// SyncAll makes the files and directories open as fds durable: those on
+// a filesystem holding syncfsFrom or more of them with one syncfs(2), the
+// others with fsync(2). It returns the descriptors that failed and why.
+func SyncAll(fds []int) map[int]error {
+	byDev := map[uint64][]int{}
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			st.Dev = ^uint64(0) // unknown: fsync alone
+		}
+		byDev[st.Dev] = append(byDev[st.Dev], fd)
 	}
-	return nil
+	failed := map[int]error{}
+	for dev, group := range byDev {
+		if len(group) >= syncfsFrom && dev != ^uint64(0) {
+			if err := unix.Syncfs(group[0]); err == nil {
+				continue
+			}
+		}
+		for _, fd := range group {
+			if err := unix.Fsync(fd); err != nil {
+				failed[fd] = fmt.Errorf("sync: %w", err)
+			}
+		}
+	}
+	return failed
 }
 
 // Attrs are the attributes a saved file gets.
@@ -310,7 +350,7 @@ func Place(src, parent int, name string, owner uint32, prev FileID) (used, why s
 				}
 			} else {
 				var tmp string
-				tmp, err = replace(src, parent, cand)
+				tmp, err = replace(src, parent, cand, owner)
 				if tmp != "" && hold == "" {
 					hold = tmp
 				} else if tmp != "" {
@@ -327,10 +367,27 @@ func Place(src, parent int, name string, owner uint32, prev FileID) (used, why s
 			if err != nil {
 				return "", "", err
 			}
+			if free {
+				removeStale(parent, newName(cand), owner) // a kill's leftover
+			}
 			return cand, why, nil
 		}
 	}
 	return "", why, fmt.Errorf("%w: %s", ErrTaken, why)
+}
+
+// removeStale removes name from parent if it is a regular file of owner
+// (a new version a kill left under its hidden name), and reports whether
+// name is free now.
+func removeStale(parent int, name string, owner uint32) bool {
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return errors.Is(err, unix.ENOENT)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != owner {
+		return false
+	}
+	return unix.Unlinkat(parent, name, 0) == nil
 }
 
 // judge says whether name in parent is free, or replaceable (neither), or
@@ -353,12 +410,20 @@ func judge(parent int, name string, owner uint32, prev FileID) (free bool, taken
 	return false, "", nil
 }
 
-// replace puts src in place of name in parent: linked under a hidden name,
-// then renamed over it. If the rename fails, the hidden name is returned,
-// still linked, for the caller to remove.
-func replace(src, parent int, name string) (left string, err error) {
-	tmp := tempName()
-	if err := unix.Linkat(unix.AT_FDCWD, fdPath(src), parent, tmp, unix.AT_SYMLINK_FOLLOW); err != nil {
+// replace puts src in place of name in parent: linked under its hidden
+// new name (one left by a kill is replaced, if owner's), then renamed over
+// it. If the rename fails, the hidden name is returned, still linked, for
+// the caller to remove.
+func replace(src, parent int, name string, owner uint32) (left string, err error) {
+	tmp := newName(name)
+	err = unix.Linkat(unix.AT_FDCWD, fdPath(src), parent, tmp, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EEXIST) {
+		if !removeStale(parent, tmp, owner) {
+			tmp = tempName() // someone else's: not ours to remove
+		}
+		err = unix.Linkat(unix.AT_FDCWD, fdPath(src), parent, tmp, unix.AT_SYMLINK_FOLLOW)
+	}
+	if err != nil {
 		return "", err
 	}
 	if err := unix.Renameat(parent, tmp, parent, name); err != nil {
@@ -394,9 +459,10 @@ func (d *Dir) Reopen(rel string, id FileID) (int, error) {
 	return fd, nil
 }
 
-// Remove unlinks rel if it is still the file id, syncs its directory,
-// and reports whether it did.
-func (d *Dir) Remove(rel string, id FileID) (bool, error) {
+// Remove unlinks rel if it is still the file id, and a new version of it
+// a kill left under its hidden name if that is owner's, syncs its
+// directory, and reports whether it removed rel.
+func (d *Dir) Remove(rel string, id FileID, owner uint32) (bool, error) {
 	dir, base := path.Split(rel)
 	parent, err := d.OpenDir(strings.TrimSuffix(dir, "/"), nil, nil)
 	if errors.Is(err, unix.ENOENT) {
@@ -419,6 +485,7 @@ func (d *Dir) Remove(rel string, id FileID) (bool, error) {
 	if err := unix.Unlinkat(parent, base, 0); err != nil {
 		return false, err
 	}
+	removeStale(parent, newName(base), owner)
 	return true, unix.Fsync(parent)
 }
 

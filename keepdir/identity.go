@@ -39,12 +39,16 @@ const overflowGID = 65534
 // (and the runtime never clones a new thread from a locked one).
 //
 // A daemon that is not root acts with its own rights (it has no others to
-// give up), and acting for root needs no switch.
+// give up), and acting for root needs no switch: fn then runs on a
+// goroutine of its own all the same, which no locked thread runs, so that
+// RunAs is the daemon's rights again even when called from inside another
+// RunAs.
 func RunAs(id Identity, fn func() error) error {
-	if os.Geteuid() != 0 || id.UID == 0 {
-		return fn()
-	}
 	errc := make(chan error, 1)
+	if os.Geteuid() != 0 || id.UID == 0 {
+		go func() { errc <- fn() }()
+		return <-errc
+	}
 	go func() {
 		runtime.LockOSThread() // never unlocked: see above
 		defer func() {

@@ -2,6 +2,7 @@ package keepdir
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,6 +110,20 @@ func TestRunAsRights(t *testing.T) {
 	}
 	if st.Uid != alice || st.Gid != alice {
 		t.Errorf("alice's saved file is owned %d:%d, want %d:%d", st.Uid, st.Gid, alice, alice)
+	}
+
+	// Acting for root from inside an operation as a user is root again.
+	err = RunAs(asUser(bob), func() error {
+		return RunAs(Identity{}, func() error {
+			fd, err := d.OpenDir("alice", nil, nil)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		t.Errorf("root's operation inside bob's: %v, want root's rights", err)
 	}
 
 	// Root's rights stay with everything else, while saves as users run.
@@ -220,9 +235,58 @@ func TestPlace(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), tempPrefix) || strings.HasSuffix(e.Name(), NewSuffix) {
 			t.Errorf("a temporary name is left: %s", e.Name())
 		}
+	}
+}
+
+// TestPlaceAfterKill: a new version a kill left under its hidden name is
+// replaced by the next save of that name, or removed with it, if it is the
+// owner's; another user's is left alone.
+func TestPlaceAfterKill(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	unix.Chmod(root, 0o1777)
+	d := openKeep(t, root)
+	plant := func(name string, uid int) {
+		t.Helper()
+		p := filepath.Join(root, name)
+		if err := os.WriteFile(p, []byte("left by a kill"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ours := func(tmp *Temp) error { _, err := unix.Write(tmp.Fd(), []byte("ours")); return err }
+	for _, name := range []string{"a", "b", "c"} {
+		plant(name, bob)
+	}
+	plant(".a"+NewSuffix, bob)   // replaced by the next save of a
+	plant(".b"+NewSuffix, alice) // not bob's: left, and a random name used
+	plant(".c"+NewSuffix, bob)   // removed with c
+	for _, name := range []string{"a", "b"} {
+		if used, _, err := saveAs(d, bob, "", name, FileID{}, ours); err != nil || used != name {
+			t.Fatalf("save %s: %q, %v", name, used, err)
+		}
+	}
+	var id FileID
+	if fd, err := unix.Open(filepath.Join(root, "c"), unix.O_PATH, 0); err == nil {
+		id, _ = Identify(fd)
+		unix.Close(fd)
+	}
+	if err := RunAs(asUser(bob), func() error { _, err := d.Remove("c", id, bob); return err }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		got[e.Name()] = true
+	}
+	want := map[string]bool{"a": true, "b": true, ".b" + NewSuffix: true}
+	if !maps.Equal(got, want) {
+		t.Errorf("keep dir holds %v, want %v", got, want)
 	}
 }
 
