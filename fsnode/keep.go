@@ -496,10 +496,12 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 		if !j.keep {
 			break
 		}
-		if d, ok := j.prev.destOf(p); ok && j.snap == nil {
-			j.dests[p] = d // already there
+		prevDest, had := j.prev.destOf(p)
+		if had && prevDest == p && j.snap == nil {
+			j.dests[p] = p // already there
 			continue
 		}
+		// (One saved beside another's file tries its own name again.)
 		if src < 0 {
 			if j.prev == nil {
 				break // never saved: its names come with its first save
@@ -537,11 +539,13 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 			continue
 		}
 		dest := path.Join(dirRel, used)
-		if why != "" {
+		if why != "" && (!had || dest != prevDest) { // said once, not at every save
 			k.root.log.Printf("keep %q: %s; saved as %q instead", p, why, dest)
 		}
 		j.dests[p] = dest
-		j.placed = append(j.placed, p)
+		if j.snap != nil || !had || dest != prevDest {
+			j.placed = append(j.placed, p)
+		}
 	}
 	if j.snap != nil {
 		j.snap.temp.Close() // its names hold it now

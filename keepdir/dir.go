@@ -322,6 +322,10 @@ var ErrTaken = errors.New("the place is taken")
 // name appears whole: linked directly where nothing is, else linked under
 // a hidden name and renamed over the old one.
 func Place(src, parent int, name string, owner uint32, prev FileID) (used, why string, err error) {
+	self, err := Identify(src)
+	if err != nil {
+		return "", "", err
+	}
 	// A hidden name left by a refused rename holds the file meanwhile: a
 	// file made with O_TMPFILE that lost its only name cannot be linked
 	// again.
@@ -333,24 +337,28 @@ func Place(src, parent int, name string, owner uint32, prev FileID) (used, why s
 	}()
 	for _, cand := range []string{name, name + BesideSuffix} {
 		for attempt := 0; attempt < 3; attempt++ {
-			free, reason, err := judge(parent, cand, owner, prev)
-			if err != nil {
+			v, reason, err := judge(parent, cand, owner, prev, self)
+			switch {
+			case err != nil:
 				return "", "", err
-			}
-			if reason != "" {
+			case v == placed:
+				return cand, why, nil
+			case v == taken:
 				if why == "" {
 					why = reason
 				}
-				break
-			}
-			if free {
+			case v == free:
 				err = unix.Linkat(unix.AT_FDCWD, fdPath(src), parent, cand, unix.AT_SYMLINK_FOLLOW)
 				if errors.Is(err, unix.EEXIST) {
 					continue // made meanwhile: judge it again
 				}
-			} else {
-				var tmp string
-				tmp, err = replace(src, parent, cand, owner)
+				if err != nil {
+					return "", "", err
+				}
+				removeStale(parent, newName(cand), owner) // a kill's leftover
+				return cand, why, nil
+			case v == replaceable:
+				tmp, err := replace(src, parent, cand, owner)
 				if tmp != "" && hold == "" {
 					hold = tmp
 				} else if tmp != "" {
@@ -363,17 +371,48 @@ func Place(src, parent int, name string, owner uint32, prev FileID) (used, why s
 					}
 					break
 				}
+				if err != nil {
+					return "", "", err
+				}
+				return cand, why, nil
 			}
-			if err != nil {
-				return "", "", err
-			}
-			if free {
-				removeStale(parent, newName(cand), owner) // a kill's leftover
-			}
-			return cand, why, nil
+			break
 		}
 	}
 	return "", why, fmt.Errorf("%w: %s", ErrTaken, why)
+}
+
+// verdict is what judge finds at a name.
+type verdict int
+
+const (
+	free        verdict = iota // nothing
+	placed                     // the file being placed itself
+	replaceable                // the owner's, or the file's previous copy
+	taken                      // anything else
+)
+
+// judge says what name in parent is to a file self being placed for
+// owner, whose previous copy was prev, and if taken, why.
+func judge(parent int, name string, owner uint32, prev, self FileID) (verdict, string, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	id := FileID{Dev: st.Dev, Ino: st.Ino}
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return free, "", nil
+	case err != nil:
+		return taken, "", fmt.Errorf("stat: %w", err)
+	case id == self:
+		return placed, "", nil
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return taken, "a directory is there", nil
+	case !prev.IsZero() && id == prev:
+		return replaceable, "", nil
+	case st.Uid != owner:
+		return taken, fmt.Sprintf("a file of uid %d is there", st.Uid), nil
+	}
+	return replaceable, "", nil
 }
 
 // removeStale removes name from parent if it is a regular file of owner
@@ -388,26 +427,6 @@ func removeStale(parent int, name string, owner uint32) bool {
 		return false
 	}
 	return unix.Unlinkat(parent, name, 0) == nil
-}
-
-// judge says whether name in parent is free, or replaceable (neither), or
-// taken (a reason).
-func judge(parent int, name string, owner uint32, prev FileID) (free bool, taken string, err error) {
-	var st unix.Stat_t
-	err = unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return true, "", nil
-	case err != nil:
-		return false, "", fmt.Errorf("stat: %w", err)
-	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-		return false, "a directory is there", nil
-	case !prev.IsZero() && (FileID{Dev: st.Dev, Ino: st.Ino}) == prev:
-		return false, "", nil
-	case st.Uid != owner:
-		return false, fmt.Sprintf("a file of uid %d is there", st.Uid), nil
-	}
-	return false, "", nil
 }
 
 // replace puts src in place of name in parent: linked under its hidden
