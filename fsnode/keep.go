@@ -47,8 +47,10 @@ type keepState struct {
 	// dirty: the keep dir may lack the file's present content or
 	// attributes (so: a new file, or one that became keep).
 	dirty bool
-	// due: a snapshot is wanted, and queued.
-	due bool
+	// due: a snapshot is wanted, and queued; dueBytes is its data, as
+	// counted in keeper.dueBytes.
+	due      bool
+	dueBytes int64
 	// busy is non-nil while a snapshot copies the file's data; it is
 	// closed when the copy is done.
 	busy chan struct{}
@@ -98,11 +100,28 @@ type keeper struct {
 
 	copied atomic.Int64 // bytes of data copied into the keep dir so far
 
+	// The backlog, guarded by mu: files due and their data, and when
+	// the worker last finished a batch.
+	dueFiles  int
+	dueBytes  int64
+	lastBatch time.Time
+
 	// made is the directories this mount made in the keep dir, and whose
 	// rights made each: they go again when the last file in them goes,
 	// and get their counterparts' modes again at unmount. Guarded by mu.
 	made map[string]uint32
 }
+
+// How far the keep dir may fall behind the mount (the saves a SIGKILL can
+// lose) before a request opening a keep file for writing is held back
+// until it catches up, as the kernel holds back writers of dirty pages:
+// never for more than keepHoldMax, and not at all while the keeper makes
+// no progress (a keep dir on a hung disk must not stall the mount).
+const (
+	keepBacklogFiles = 1000
+	keepBacklogBytes = 256 << 20
+	keepHoldMax      = time.Second
+)
 
 // keepBatch bounds the files one round of the worker takes: their data is
 // synced together, then their names placed, then their directories
@@ -145,6 +164,7 @@ func (k *keeper) next() []*File {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.working = false
+	k.lastBatch = time.Now()
 	k.cond.Broadcast()
 	for len(k.queue) == 0 {
 		if k.stopping {
@@ -163,6 +183,30 @@ func (k *keeper) next() []*File {
 	}
 	k.working = true
 	return batch
+}
+
+// backlog counts files becoming due (+1) or not (-1), and their data.
+func (k *keeper) backlog(files int, bytes int64) {
+	k.mu.Lock()
+	k.dueFiles += files
+	k.dueBytes += bytes
+	k.mu.Unlock()
+}
+
+// holdBack waits while the backlog is over its bound and the worker is
+// working it off, for keepHoldMax at most.
+func (k *keeper) holdBack() {
+	start := time.Now()
+	for time.Since(start) < keepHoldMax {
+		k.mu.Lock()
+		over := k.dueFiles > keepBacklogFiles || k.dueBytes > keepBacklogBytes
+		moving := !k.stopping && time.Since(k.lastBatch) < keepHoldMax
+		k.mu.Unlock()
+		if !over || !moving {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // drain waits until the queue is empty and the worker idle, telling
@@ -364,7 +408,7 @@ func (k *keeper) prepare(f *File, id keepdir.Identity, whole bool) *keepJob {
 		j.snap, f.keep.snap = f.keep.snap, nil
 	}
 	if !j.keep {
-		f.keep.due = false
+		f.setDueLocked(false)
 		if j.snap != nil {
 			j.snap.temp.Close()
 			j.snap = nil
@@ -375,7 +419,8 @@ func (k *keeper) prepare(f *File, id keepdir.Identity, whole bool) *keepJob {
 		return j
 	}
 	if f.keep.due {
-		f.keep.due, f.keep.dirty = false, false
+		f.setDueLocked(false)
+		f.keep.dirty = false
 		if j.snap != nil {
 			j.snap.temp.Close() // older than what is taken now
 			j.snap = nil
@@ -512,7 +557,7 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 				j.failed = true
 				j.f.mu.Lock()
 				j.f.keep.dirty = true
-				j.f.keep.due = j.f.keep.writers == 0
+				j.f.setDueLocked(j.f.keep.writers == 0)
 				j.f.mu.Unlock()
 				k.enqueue(j.f)
 				break
@@ -757,9 +802,13 @@ func (f *File) openedForWrite(h *handle, uid, gid uint32) {
 		f.keep.ownerGID, f.keep.ownerSeen = gid, &uid
 	}
 	pending := f.keep.due || f.keep.busy != nil
+	isKeep := f.life.Policy() == policy.Keep
 	f.mu.Unlock()
 	if pending {
 		k.settle(f)
+	}
+	if isKeep {
+		k.holdBack()
 	}
 	f.mu.Lock()
 	f.keep.dirty = true
@@ -782,8 +831,27 @@ func (f *File) keepDueIfIdleLocked() {
 	if f.keep.writers > 0 || !f.keep.dirty || f.life.Policy() != policy.Keep || f.life.Gone() {
 		return
 	}
-	f.keep.due = true
+	f.setDueLocked(true)
 	f.root.keeper.enqueue(f)
+}
+
+// setDueLocked makes the file due or not, and keeps the keeper's count of
+// the data due. f.mu must be held.
+func (f *File) setDueLocked(due bool) {
+	if due == f.keep.due {
+		return
+	}
+	f.keep.due = due
+	k := f.root.keeper
+	if due {
+		f.keep.dueBytes = 0
+		if st, err := f.data.Stat(); err == nil {
+			f.keep.dueBytes = min(st.Blocks*512, st.Size)
+		}
+		k.backlog(1, f.keep.dueBytes)
+	} else {
+		k.backlog(-1, -f.keep.dueBytes)
+	}
 }
 
 // keepBeforeChange precedes a setattr or setxattr of f: a due save is
@@ -930,7 +998,8 @@ func (r *Root) Shutdown(progress func(done, total int64)) (saved, failed int) {
 			isKeep := f.life.Policy() == policy.Keep && !f.life.Gone()
 			need := named && isKeep && (f.keep.dirty || f.keep.copy == nil || f.keep.snap != nil)
 			if need {
-				f.keep.dirty, f.keep.due = true, true
+				f.keep.dirty = true
+				f.setDueLocked(true)
 			}
 			look := isKeep || f.keep.copy != nil
 			f.mu.Unlock()
