@@ -65,6 +65,8 @@ type keepState struct {
 	ownerSeen *uint32
 	// failed: the last save of the file did not place every name.
 	failed bool
+	// said is what was last logged about the file (keeper.say).
+	said string
 
 	queued bool // in keeper.queue; guarded by keeper.mu
 }
@@ -418,7 +420,12 @@ func (k *keeper) prepare(f *File, id keepdir.Identity, whole bool) *keepJob {
 		}
 		return j
 	}
-	if f.keep.due {
+	switch {
+	case f.keep.due && f.uid != id.UID:
+		// Chowned since its pending snapshot: that one is placed now,
+		// and the next is taken as the new owner, next round.
+		k.enqueue(f)
+	case f.keep.due:
 		f.setDueLocked(false)
 		f.keep.dirty = false
 		if j.snap != nil {
@@ -439,7 +446,7 @@ func (k *keeper) prepare(f *File, id keepdir.Identity, whole bool) *keepJob {
 		for name, v := range f.xattrs {
 			j.attrs.Xattrs[name] = v // values are never changed in place
 		}
-	} else if !whole {
+	case !whole:
 		return nil
 	}
 	return j
@@ -463,7 +470,7 @@ func (k *keeper) snapshot(j *keepJob) {
 	defer release()
 	fail := func(err error) {
 		if !errors.Is(err, spool.ErrReleased) { // deleted meanwhile: nothing to save
-			k.root.log.Printf("keep %q: %v", j.paths[0], err)
+			k.say(f, fmt.Sprintf("keep %q: %v", j.paths[0], err))
 			j.failed = true
 		}
 	}
@@ -486,8 +493,8 @@ func (k *keeper) snapshot(j *keepJob) {
 	}
 	release() // the file may change again: what it was is in temp
 	notes, err := temp.Apply(j.attrs)
-	for _, n := range notes {
-		k.root.log.Printf("keep %q: %s", j.paths[0], n)
+	if len(notes) > 0 {
+		k.say(f, fmt.Sprintf("keep %q: %s", j.paths[0], strings.Join(notes, "; ")))
 	}
 	if err != nil {
 		temp.Close()
@@ -571,7 +578,7 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 		if !ok {
 			fd, err := k.openDir(j, dirRel)
 			if err != nil {
-				k.root.log.Printf("keep %q: %v", p, err)
+				k.say(j.f, fmt.Sprintf("keep %q: %v", p, err))
 				j.failed = true
 				continue
 			}
@@ -579,7 +586,7 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 		}
 		used, why, err := keepdir.Place(src, parent, base, j.id.UID, prevID)
 		if err != nil {
-			k.root.log.Printf("keep %q as uid %d: %v; not saved", p, j.id.UID, err)
+			k.say(j.f, fmt.Sprintf("keep %q as uid %d: %v; not saved", p, j.id.UID, err))
 			j.failed = true
 			continue
 		}
@@ -607,6 +614,18 @@ func (k *keeper) place(j *keepJob, dirs map[string]int) {
 		if !kept[d] {
 			k.removeDest(j, j.prev, d)
 		}
+	}
+}
+
+// say logs msg about f unless it is what was last said about f: a file
+// refused at every close is said to be once, not at every save.
+func (k *keeper) say(f *File, msg string) {
+	f.mu.Lock()
+	again := f.keep.said == msg
+	f.keep.said = msg
+	f.mu.Unlock()
+	if !again {
+		k.root.log.Print(msg)
 	}
 }
 
