@@ -749,13 +749,19 @@ func TestPolicyCloseMmap(t *testing.T) {
 // or "symlink".
 func polTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
+	tree, err := walkTree(dir)
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	return tree
+}
+
+// walkTree lists what lies below dir, as polTree does.
+func walkTree(dir string) (map[string]string, error) {
 	tree := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if err != nil || path == dir {
 			return err
-		}
-		if path == dir {
-			return nil
 		}
 		rel, _ := filepath.Rel(dir, path)
 		switch {
@@ -768,10 +774,7 @@ func polTree(t *testing.T, dir string) map[string]string {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
-	return tree
+	return tree, err
 }
 
 // polStat lstats path.
@@ -809,9 +812,10 @@ func polUserXattrs(t *testing.T, path string) map[string]string {
 // TestPolicyKeepAtUnmount writes keep files of every kind, ends the daemon
 // with SIGTERM or umount, and checks what the keep dir holds: the same
 // bytes, mode, owner, times to the ns and user xattrs; hard links still
-// linked; sparse files still sparse; no temp files; a newer file already
-// there kept with ours saved beside it; and a symlink planted in the keep
-// dir never followed.
+// linked; sparse files still sparse; no temp files; a file of another user
+// already there kept with ours saved beside it, one of the same user
+// replaced whatever its mtime says; and a symlink planted in the keep dir
+// never followed.
 func TestPolicyKeepAtUnmount(t *testing.T) {
 	requireRoot(t) // chown, and the owner kept
 	tests := []struct {
@@ -829,14 +833,25 @@ func TestPolicyKeepAtUnmount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			keepDir, elsewhere := t.TempDir(), t.TempDir()
-			now := time.Now()
-			// Already in the keep dir: a newer file, an older one, a
-			// symlink where a file will go, and maybe the trap.
-			if err := os.WriteFile(filepath.Join(keepDir, "newer.txt"), []byte("theirs, newer\n"), 0o644); err != nil {
+			// Shared, as /tmp: nobody's file (owned.txt) is saved with
+			// nobody's rights, which need a place to write.
+			if err := unix.Chmod(keepDir, 0o1777); err != nil {
 				t.Fatal(err)
 			}
+			now := time.Now()
+			// Already in the keep dir: a newer file and an older one of
+			// ours (root's), a newer one of another user, a symlink where
+			// a file will go, and maybe the trap.
 			future := now.Add(time.Hour)
-			if err := os.Chtimes(filepath.Join(keepDir, "newer.txt"), future, future); err != nil {
+			for _, name := range []string{"newer.txt", "theirs.txt"} {
+				if err := os.WriteFile(filepath.Join(keepDir, name), []byte("theirs, newer\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(filepath.Join(keepDir, name), future, future); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chown(filepath.Join(keepDir, "theirs.txt"), nobodyUID, nobodyUID); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(filepath.Join(keepDir, "older.txt"), []byte("theirs, older\n"), 0o644); err != nil {
@@ -944,6 +959,7 @@ func TestPolicyKeepAtUnmount(t *testing.T) {
 				t.Fatal(err)
 			}
 			write("newer.txt", []byte("ours, older than theirs\n"))
+			write("theirs.txt", []byte("ours, where another user's file is\n"))
 			write("older.txt", []byte("ours, newer than theirs\n"))
 			write("final.txt", []byte("ours, where a symlink was\n"))
 			if tc.trap {
@@ -962,10 +978,11 @@ func TestPolicyKeepAtUnmount(t *testing.T) {
 			if err := unix.UtimesNano(past, pastTimes); err != nil {
 				t.Fatal(err)
 			}
-			// newer.txt is ours under its own name in the mount, saved as
-			// newer.txt.tmpmount-kept; the keep dir's newer.txt stays.
-			want["newer.txt.tmpmount-kept"] = want["newer.txt"]
-			delete(want, "newer.txt")
+			// theirs.txt is ours under its own name in the mount, saved as
+			// theirs.txt.tmpmount-kept; the keep dir's theirs.txt (another
+			// user's) stays. newer.txt (root's, as ours) is replaced.
+			want["theirs.txt.tmpmount-kept"] = want["theirs.txt"]
+			delete(want, "theirs.txt")
 
 			// What the mount says about each file, before it ends.
 			local := map[string]unix.Stat_t{}
@@ -1000,7 +1017,7 @@ func TestPolicyKeepAtUnmount(t *testing.T) {
 			// The keep dir holds what was kept, and nothing else.
 			wantTree := map[string]string{
 				"d": "dir", "d/e": "dir", "a": "dir", "b": "dir",
-				"newer.txt": "file", // theirs, kept
+				"theirs.txt": "file", // another user's, kept
 			}
 			for rel := range want {
 				wantTree[rel] = "file"
@@ -1085,10 +1102,10 @@ func TestPolicyKeepAtUnmount(t *testing.T) {
 				}
 			}
 
-			// Theirs, newer, stays; ours is beside it, and the log says so.
-			polCheckBytes(t, filepath.Join(keepDir, "newer.txt"), []byte("theirs, newer\n"))
-			if !strings.Contains(m.Stderr.String(), "newer.txt.tmpmount-kept") {
-				t.Errorf("the log does not say newer.txt was saved as newer.txt.tmpmount-kept:\n%s", m.Stderr)
+			// Another user's stays; ours is beside it, and the log says so.
+			polCheckBytes(t, filepath.Join(keepDir, "theirs.txt"), []byte("theirs, newer\n"))
+			if !strings.Contains(m.Stderr.String(), "theirs.txt.tmpmount-kept") {
+				t.Errorf("the log does not say theirs.txt was saved as theirs.txt.tmpmount-kept:\n%s", m.Stderr)
 			}
 			// The symlink at final.txt was replaced, not followed.
 			polCheckBytes(t, outsideFile, []byte("outside\n"))

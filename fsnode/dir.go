@@ -165,6 +165,9 @@ func (d *Dir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, o
 	if errno := d.newChild(ctx, name, mode, child, ino); errno != 0 {
 		return nil, errno
 	}
+	if f, ok := child.(*File); ok {
+		f.keepMade()
+	}
 	child.fillAttr(&out.Attr)
 	return child.EmbeddedInode(), 0
 }
@@ -196,6 +199,8 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 		return nil, nil, 0, errno
 	}
 	h := f.newHandle()
+	c := callerOf(ctx)
+	f.openedForWrite(h, c.Uid, c.Gid)
 	f.fillAttr(&out.Attr)
 	return f.EmbeddedInode(), h, openFlags, 0
 }
@@ -240,6 +245,8 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	d.root.registerFile(f)
 	d.root.events.created(f, "")
 	h := f.newHandle()
+	c := callerOf(ctx)
+	f.openedForWrite(h, c.Uid, c.Gid)
 	f.fillAttr(&out.Attr)
 	return f.EmbeddedInode(), h, openFlags, 0
 }
@@ -294,6 +301,9 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 		// A file's first name (an O_TMPFILE file linked into place) is
 		// like a rename into a new path: the rules apply to it.
 		f.reresolveLocked()
+	}
+	if isFile {
+		f.keepNamesChanged()
 	}
 	d.root.tree.Unlock()
 	child.base().touchCtime()

@@ -25,14 +25,14 @@ type eventLog struct {
 // event is one line of the log.
 type event struct {
 	Time   string `json:"time"`
-	Event  string `json:"event"` // create, rollover, delete, keep
+	Event  string `json:"event"` // create, rollover, delete, keep, unkeep
 	Path   string `json:"path"`  // relative to the mount root; "" for a file without a name
 	Ino    uint64 `json:"ino"`
 	Policy string `json:"policy,omitempty"` // create
 	Source string `json:"source,omitempty"` // create: where the policy came from
 	Size   *int64 `json:"size,omitempty"`   // rollover: the file's size when it moved
 	Reason string `json:"reason,omitempty"` // delete: close, unmount or unlink; rollover: rolloverReasons
-	Dest   string `json:"dest,omitempty"`   // keep: where the file was saved
+	Dest   string `json:"dest,omitempty"`   // keep: where the file was saved; unkeep: the copy removed
 }
 
 func newEventLog(w io.Writer, logger *log.Logger) *eventLog {
@@ -91,4 +91,10 @@ func (l *eventLog) deleted(f *File, path string, reason policy.Reason) {
 
 func (l *eventLog) kept(f *File, path, dest string) {
 	l.emit(event{Event: "keep", Path: path, Ino: f.ino(), Dest: dest})
+}
+
+// unkept: the keep dir's copy at dest went, the file having been deleted,
+// renamed or made not to be kept in the mount.
+func (l *eventLog) unkept(f *File, dest string) {
+	l.emit(event{Event: "unkeep", Ino: f.ino(), Dest: dest})
 }

@@ -45,6 +45,8 @@ type File struct {
 	// ownCtime is the backing file's ctime after the daemon last set its
 	// times: a later one means a write the daemon did not see.
 	ownCtime unix.Timespec
+	// keep is the file's standing with the keeper (keep.go).
+	keep keepState
 
 	// Guarded by root.tree:
 	names    []link // every (directory, name) the file has
@@ -109,6 +111,13 @@ func (f *File) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 }
 
 func (f *File) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	f.keepBeforeChange()
+	errno := f.setattr(ctx, in, out)
+	f.keepAfterChange(errno == 0)
+	return errno
+}
+
+func (f *File) setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	stamp := false
 	if size, ok := in.GetSize(); ok {
 		if size > math.MaxInt64 {
@@ -181,6 +190,10 @@ func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// look the name up again: open(O_CREAT) then makes a new file,
 		// and a plain open gets ENOENT.
 		return nil, 0, syscall.ESTALE
+	}
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		c := callerOf(ctx)
+		f.openedForWrite(h, c.Uid, c.Gid)
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		// With FUSE_ATOMIC_O_TRUNC the kernel leaves O_TRUNC to the
@@ -291,7 +304,10 @@ type handle struct {
 	// (FUSE passthrough), or -1 for an open served by the daemon and the
 	// page cache.
 	passthroughFd int
-	released      atomic.Bool
+	// writable: opened for writing (or truncating); the keeper saves a
+	// keep file when the last such handle goes (keep.go).
+	writable bool
+	released atomic.Bool
 }
 
 var _ fs.FilePassthroughFder = (*handle)(nil)

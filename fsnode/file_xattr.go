@@ -51,7 +51,10 @@ func (f *File) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		}
 		return 0
 	}
-	return f.node.Setxattr(ctx, attr, data, flags)
+	f.keepBeforeChange()
+	errno := f.node.Setxattr(ctx, attr, data, flags)
+	f.keepAfterChange(errno == 0)
+	return errno
 }
 
 func (f *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
@@ -64,5 +67,8 @@ func (f *File) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	case xattrSpill:
 		return unix.ENODATA
 	}
-	return f.node.Removexattr(ctx, attr)
+	f.keepBeforeChange()
+	errno := f.node.Removexattr(ctx, attr)
+	f.keepAfterChange(errno == 0)
+	return errno
 }

@@ -16,7 +16,9 @@ import (
 // removed when its last handle goes.
 
 func (r *Root) newFile(ino uint64) *File {
-	return &File{data: r.store.NewFile(ino)}
+	f := &File{data: r.store.NewFile(ino)}
+	f.keep.dirty = true // the keep dir has none of it yet
+	return f
 }
 
 // startLife gives a new file its policy: from its path (empty for a file
@@ -33,7 +35,9 @@ func (f *File) startLife(path string, inherited policy.Policy) {
 func (f *File) reresolveLocked() {
 	path := f.pathLocked()
 	f.mu.Lock()
+	old := f.life.Policy()
 	f.life.Reresolve(f.root.resolver, path)
+	f.keepPolicyChangedLocked(old)
 	f.mu.Unlock()
 }
 
@@ -168,6 +172,7 @@ func (f *File) closeHandle(h *handle) {
 	}
 	action, reason, err := f.life.Close(int(f.nlink))
 	f.noteAwaitingForgetLocked()
+	f.writerClosedLocked(h)
 	f.mu.Unlock()
 	if err != nil {
 		f.root.log.Printf("bug: file %d: %v", f.ino(), err)
@@ -219,6 +224,7 @@ func (r *Root) afterUnlink(n inode) {
 	action, reason := f.life.Unlinked(int(f.nlink))
 	f.noteAwaitingForgetLocked()
 	f.mu.Unlock()
+	f.keepNamesChanged()
 	if action == policy.Free {
 		f.free(reason, f.lastKnownPath())
 	}
@@ -237,6 +243,7 @@ func (f *File) free(reason policy.Reason, path string) {
 	}
 	f.updateOrphan()
 	f.root.reclaims.fileFreed()
+	f.keepNamesChanged()
 }
 
 // updateOrphan keeps root.reclaims' count of files that have no name and
@@ -292,6 +299,7 @@ func (r *Root) renamedLocked(n inode, d *Dir, name string, np *Dir, newName stri
 		if len(r.resolver.Rules) > 0 {
 			x.reresolveBelowLocked()
 		}
+		x.keepNamesBelowChangedLocked()
 	case *File:
 		if i := slices.Index(x.names, link{dir: d, name: name}); i >= 0 {
 			x.names[i] = link{dir: np, name: newName}
@@ -299,18 +307,25 @@ func (r *Root) renamedLocked(n inode, d *Dir, name string, np *Dir, newName stri
 		if len(r.resolver.Rules) > 0 {
 			x.reresolveLocked()
 		}
+		x.keepNamesChanged()
 	}
 }
 
 // reresolveBelowLocked picks again the policy of every file below d, whose
 // paths a rename of d changed. root.tree must be write-locked.
 func (d *Dir) reresolveBelowLocked() {
+	d.eachFileBelowLocked((*File).reresolveLocked)
+}
+
+// eachFileBelowLocked calls fn for every regular file below d, at any
+// depth. root.tree must be held.
+func (d *Dir) eachFileBelowLocked(fn func(*File)) {
 	for e := d.entries.after(0); e != nil; e = d.entries.after(e.cookie) {
 		switch c := e.child.(type) {
 		case *File:
-			c.reresolveLocked()
+			fn(c)
 		case *Dir:
-			c.reresolveBelowLocked()
+			c.eachFileBelowLocked(fn)
 		}
 	}
 }

@@ -83,7 +83,9 @@ func (f *File) changeOwnPolicy(p policy.Policy, flags uint32) syscall.Errno {
 	if p == policy.Unset && f.life.Own() == policy.Unset {
 		return unix.ENODATA
 	}
+	old := f.life.Policy()
 	f.life.SetOwn(f.root.resolver, p, path)
+	f.keepPolicyChangedLocked(old)
 	f.ctime = nowTimespec()
 	return 0
 }

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tmpmount/tmpmount/keepdir"
 	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
 )
@@ -38,8 +39,9 @@ type Config struct {
 	// Resolver picks each file's delete policy.
 	Resolver policy.Resolver
 
-	// KeepDir is where keep-policy files are saved at unmount; "" when
-	// no keep policy can be in force.
+	// KeepDir is where keep-policy files are saved (at every last close
+	// of a writer); "" when no keep policy can be in force. New opens it
+	// and holds it open for the mount's life.
 	KeepDir string
 
 	// Events, if not nil, gets one JSON line per create, rollover,
@@ -60,6 +62,7 @@ type Root struct {
 	log      *log.Logger
 	resolver *policy.Resolver
 	keepDir  string
+	keeper   *keeper // nil without a keep dir
 	events   *eventLog
 	notifier *notifier
 
@@ -123,6 +126,14 @@ func New(cfg Config) (*Root, error) {
 		return nil, err
 	}
 	r.store = store
+	if cfg.KeepDir != "" {
+		dir, err := keepdir.Open(cfg.KeepDir)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		r.keeper = newKeeper(r, dir)
+	}
 	r.notifier = newNotifier()
 	r.nextIno.Store(rootIno)
 	now := nowTimespec()

@@ -109,9 +109,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Int64Var(&o.inodes, "inodes", 0, "at most `N` files, directories, links and other nodes, as tmpfs's nr_inodes= (default 0: no limit)")
 	fs.StringVar(&o.spillDir, "spill-dir", "", "`DIR` in which to make the private spill directory (default $TMPDIR, else /var/tmp; never inside the mount; one on tmpfs is passed over for /var/tmp)")
 	o.deleteDef.p = policy.Unmount
-	fs.Var(&o.deleteDef, "delete", "default delete `POLICY`: close (when the last handle is released), unmount (when the mount ends; the default) or keep (saved to --keep-dir at unmount)")
+	fs.Var(&o.deleteDef, "delete", "default delete `POLICY`: close (when the last handle is released), unmount (when the mount ends; the default) or keep (saved to --keep-dir at each last close of a writer)")
 	fs.Var(&o.rules, "rule", "`GLOB=POLICY` for files whose path (relative to the mount root) matches GLOB; * stays within a name, ** spans directories; repeatable, first match wins")
-	fs.StringVar(&o.keepDir, "keep-dir", "", "`DIR` where keep files are saved at a clean unmount; required when a keep policy is in force")
+	fs.StringVar(&o.keepDir, "keep-dir", "", "`DIR` where keep files are saved, at each last close of a writer and at unmount; required when a keep policy is in force")
 	fs.StringVar(&o.events, "events", "", "append one JSON line per create, rollover, delete and keep to `FILE` (outside the mount)")
 	fs.Var(octalFlag{&o.mode}, "mode", "permission bits of the root directory, in octal (`MODE`), as tmpfs's mode= (default 1777)")
 	fs.Var(idFlag{&o.uid, lookupUser, "user"}, "uid", "owner of the root directory: a `USER` name or number (default: you)")
