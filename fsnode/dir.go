@@ -117,6 +117,10 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 	if d.root.inodesFull() {
 		return fail(syscall.ENOSPC)
 	}
+	if errno := d.inheritACLs(ctx, child.base()); errno != 0 {
+		d.root.tree.Unlock()
+		return errno
+	}
 	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
 	f, isFile := child.(*File)
@@ -237,6 +241,11 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 		d.root.tree.Unlock()
 		f.data.Release()
 		return nil, nil, 0, syscall.ENOSPC
+	}
+	if errno := d.inheritACLs(ctx, &f.node); errno != 0 {
+		d.root.tree.Unlock()
+		f.data.Release()
+		return nil, nil, 0, errno
 	}
 	d.adopt(ctx, f, syscall.S_IFREG, ino)
 	f.startLife("", d.inheritedPolicyLocked())

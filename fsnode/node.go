@@ -159,6 +159,7 @@ func (n *node) applySetattr(caller *fuse.Caller, in *fuse.SetAttrIn, stamp bool)
 	changed := stamp || in.Valid&^sizeOnly != 0
 	if mode, ok := in.GetMode(); ok {
 		n.mode = n.mode&syscall.S_IFMT | mode
+		n.chmodACLLocked(n.mode)
 	}
 	if uid, ok := in.GetUID(); ok {
 		n.uid = uid

@@ -65,6 +65,8 @@ type Root struct {
 	keeper   *keeper // nil without a keep dir
 	events   *eventLog
 	notifier *notifier
+	extras   requestExtras // request fields the fs API drops (extras.go)
+	noACL    bool          // --no-acl: system.posix_acl_* refused (set by Mount before serving)
 
 	// passthrough: opens of files on disk hand the kernel the backing
 	// file (set by Mount once the kernel is known to accept it, and by
