@@ -95,10 +95,11 @@ type ftPhase struct {
 const ftUmask0 = -1
 
 type ftScenario struct {
-	name   string
-	args   []string // extra tmpmount flags
-	phases []ftPhase
-	known  string // see nsScenario.known
+	name      string
+	args      []string // extra tmpmount flags
+	tmpfsOpts string   // options of a tmpfs of the scenario's own, to match args
+	phases    []ftPhase
+	known     string // see nsScenario.known
 }
 
 func (ph ftPhase) umaskValue() int {
@@ -133,7 +134,12 @@ func TestFeaturesAgainstTmpfs(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			m := startMount(t, append([]string{"--allow-other"}, s.args...)...)
 			nsMakeReachable(t, m.Dir)
-			want := ftRunCase(t, bin, tmpfsDir, s)
+			reference := tmpfsDir
+			if s.tmpfsOpts != "" {
+				reference = mountTmpfs(t, t.TempDir(), "mode=1777,"+s.tmpfsOpts)
+				nsMakeReachable(t, reference)
+			}
+			want := ftRunCase(t, bin, reference, s)
 			got := ftRunCase(t, bin, m.Dir, s)
 			if os.Getenv("TMPMOUNT_NS_LOG") != "" {
 				t.Logf("tmpfs log:\n%s", strings.Join(nsNormalize(want.Lines), "\n"))
@@ -334,5 +340,6 @@ func (e *nsEnv) ftTmpfile(dir, name string, mode uint32) nsResult {
 func ftScenarios() []ftScenario {
 	var all []ftScenario
 	all = append(all, ftACLScenarios()...)
+	all = append(all, ftWhiteoutScenarios()...)
 	return all
 }

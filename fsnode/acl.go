@@ -224,7 +224,8 @@ func isACLXattr(name string) bool {
 // as posix_acl_create: with a default ACL on d, the mode is masked by it
 // and the node may get an access ACL (and, a directory, d's default ACL);
 // without one, the umask applies. Symlinks have neither. The node is not
-// yet visible to anyone.
+// yet visible to anyone; on an error (ENOSPC: ACLs are charged as
+// xattrs) it keeps nothing.
 func (d *Dir) inheritACLs(ctx context.Context, n *node) syscall.Errno {
 	n.mu.Lock()
 	mode := n.mode
@@ -257,7 +258,12 @@ func (d *Dir) inheritACLs(ctx context.Context, n *node) syscall.Errno {
 		}
 	}
 	if mode&syscall.S_IFMT == syscall.S_IFDIR {
-		return n.setStoredXattr(xattrACLDefault, def, 0)
+		if errno := n.setStoredXattr(xattrACLDefault, def, 0); errno != 0 {
+			if keep { // the node will not be made: give back its charge
+				n.removeStoredXattr(xattrACLAccess)
+			}
+			return errno
+		}
 	}
 	return 0
 }

@@ -118,8 +118,7 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 		return fail(syscall.ENOSPC)
 	}
 	if errno := d.inheritACLs(ctx, child.base()); errno != 0 {
-		d.root.tree.Unlock()
-		return errno
+		return fail(errno)
 	}
 	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
@@ -402,14 +401,20 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	if len(newName) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
-	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 || flags == unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE {
-		return syscall.EINVAL // RENAME_WHITEOUT is for overlayfs; not offered
+	if flags&^renameFlags != 0 || flags&unix.RENAME_EXCHANGE != 0 && flags != unix.RENAME_EXCHANGE {
+		return syscall.EINVAL
 	}
 	caller := callerOf(ctx)
+	var whiteout *Special // whiteout.go
+	if flags&unix.RENAME_WHITEOUT != 0 {
+		whiteout = d.newWhiteout(ctx)
+		d.root.awaitInodeRoom()
+	}
 	// The new name is charged before the lock; a move then gives back
-	// the old one, and anything else the new one.
+	// the old one (unless a whiteout keeps it), and anything else the
+	// new one.
 	cost := nameCost(newName)
-	if errno := d.root.chargeMeta(cost, false); errno != 0 {
+	if errno := d.root.chargeMeta(cost, whiteout != nil); errno != 0 {
 		return errno
 	}
 
@@ -417,6 +422,9 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	src := d.entries.get(name)
 	dst := np.entries.get(newName)
 	errno := d.checkRename(src, np, dst, flags, caller)
+	if errno == 0 && whiteout != nil && src != dst {
+		errno = d.checkWhiteoutLocked(ctx, whiteout)
+	}
 	if errno != 0 || src == dst {
 		d.root.tree.Unlock()
 		d.root.releaseMeta(cost)
@@ -428,6 +436,10 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	} else {
 		replaced = d.moveLocked(name, src, np, newName, dst)
 		cost = nameCost(name)
+	}
+	if whiteout != nil {
+		d.placeWhiteoutLocked(ctx, name, whiteout)
+		cost = 0 // the whiteout has the old name
 	}
 	d.root.tree.Unlock()
 	d.root.releaseMeta(cost)
