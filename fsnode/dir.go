@@ -72,6 +72,7 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32, ino uint64) {
 	d.NewInode(ctx, child, fs.StableAttr{Mode: fileType, Ino: ino})
 	d.root.inodes.Add(1)
+	d.root.exports.adopted(child)
 }
 
 // linkLocked adds child under name and marks the directory changed.
@@ -384,6 +385,7 @@ func (d *Dir) rmdirLocked(name string, sub *Dir) {
 	d.root.releaseMeta(nameCost(name))
 	d.root.dropMeta(sub)
 	sub.parent = nil
+	d.root.exports.gone(sub)
 	sub.mu.Lock()
 	sub.nlink = 0
 	sub.ctime = nowTimespec()

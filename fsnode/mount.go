@@ -108,7 +108,9 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 			// HANDLE_KILLPRIV_V2: without it the kernel asks for
 			// security.capability before every write (see rawFS).
 			// ATOMIC_O_TRUNC: open(O_TRUNC) is one request, not two.
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC,
+			// EXPORT_SUPPORT: file handles outlive the kernel's inodes
+			// (export.go).
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_EXPORT_SUPPORT,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,

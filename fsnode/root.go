@@ -67,6 +67,7 @@ type Root struct {
 	notifier *notifier
 	extras   requestExtras // request fields the fs API drops (extras.go)
 	noACL    bool          // --no-acl: system.posix_acl_* refused (set by Mount before serving)
+	exports  exportTable   // nodes other than files by inode number, for file handles (export.go)
 
 	// passthrough: opens of files on disk hand the kernel the backing
 	// file (set by Mount once the kernel is known to accept it, and by
