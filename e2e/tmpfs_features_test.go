@@ -341,5 +341,6 @@ func ftScenarios() []ftScenario {
 	var all []ftScenario
 	all = append(all, ftACLScenarios()...)
 	all = append(all, ftWhiteoutScenarios()...)
+	all = append(all, ftFileattrScenarios()...)
 	return all
 }

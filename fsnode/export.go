@@ -55,6 +55,18 @@ func (t *exportTable) lookup(ino uint64) inode {
 	return t.nodes[ino]
 }
 
+// nodeByIno returns the node with inode number ino while it has a name
+// or (a regular file) its data, or nil.
+func (r *Root) nodeByIno(ino uint64) inode {
+	if ino == rootIno {
+		return r.dir
+	}
+	if f := r.fileByIno(ino); f != nil {
+		return f
+	}
+	return r.exports.lookup(ino)
+}
+
 var (
 	_ fs.NodeLookupNoder    = (*Dir)(nil)
 	_ fs.NodeLookupParenter = (*Dir)(nil)
@@ -64,12 +76,8 @@ var (
 // forgotten: go-fuse asks the root, with the node id.
 func (d *Dir) LookupNode(ctx context.Context, ino uint64, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	r := d.root
-	var n inode
-	if ino == rootIno {
-		n = r.dir
-	} else if f := r.fileByIno(ino); f != nil {
-		n = f
-	} else if n = r.exports.lookup(ino); n == nil {
+	n := r.nodeByIno(ino)
+	if n == nil {
 		return nil, syscall.ESTALE
 	}
 	r.tree.RLock()

@@ -45,30 +45,45 @@ func (x *requestExtras) of(ctx context.Context) extra {
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	if r.root.refuseCreate(in.NodeId) { // fileattr.go
+		return fuse.EPERM
+	}
 	return r.root.extras.with(cancel, extra{umask: in.Umask}, func() fuse.Status {
 		return r.RawFileSystem.Mkdir(cancel, in, name, out)
 	})
 }
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	if r.root.refuseCreate(in.NodeId) { // fileattr.go
+		return fuse.EPERM
+	}
 	return r.root.extras.with(cancel, extra{umask: in.Umask}, func() fuse.Status {
 		return r.RawFileSystem.Mknod(cancel, in, name, out)
 	})
 }
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	if r.root.refuseCreate(in.NodeId) { // fileattr.go
+		return fuse.EPERM
+	}
 	return r.root.extras.with(cancel, extra{umask: in.Umask}, func() fuse.Status {
 		return r.RawFileSystem.Create(cancel, in, name, out)
 	})
 }
 
 func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	if r.root.refuseCreate(in.NodeId) { // fileattr.go
+		return fuse.EPERM
+	}
 	return r.root.extras.with(cancel, extra{umask: in.Umask}, func() fuse.Status {
 		return r.RawFileSystem.Tmpfile(cancel, in, out)
 	})
 }
 
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	if r.root.refuseXattrChange(in.NodeId, attr) { // fileattr.go
+		return fuse.EPERM
+	}
 	if in.SetXAttrFlags == 0 {
 		return r.RawFileSystem.SetXAttr(cancel, in, attr, data)
 	}

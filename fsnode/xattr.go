@@ -52,6 +52,9 @@ func checkXattrName(name string) syscall.Errno {
 	return syscall.EOPNOTSUPP
 }
 
+// isOwnXattr says whether attr is one of tmpmount's own.
+func isOwnXattr(attr string) bool { return strings.HasPrefix(attr, xattrPrefix) }
+
 // copyXattr answers a getxattr/listxattr-style request: with an empty dest
 // it reports the size; with a dest too small, ERANGE.
 func copyXattr(dest, value []byte) (uint32, syscall.Errno) {
