@@ -62,6 +62,7 @@ func ftPhaseOf(name string, i int) (func(e *nsEnv), int) {
 type ftUser struct {
 	uid, gid int
 	groups   []int
+	noAdmin  bool // root without CAP_SYS_ADMIN (dropped from the bounding set)
 }
 
 var (
@@ -75,6 +76,9 @@ var (
 const ftStaff = 2001
 
 func (u ftUser) String() string {
+	if u.uid == 0 && u.noAdmin {
+		return "root without CAP_SYS_ADMIN"
+	}
 	if u.uid == 0 {
 		return "root"
 	}
@@ -182,6 +186,9 @@ func ftRunCase(t *testing.T, bin, fsRoot string, s ftScenario) nsPhaseLog {
 	for i, ph := range s.phases {
 		out.Lines = append(out.Lines, fmt.Sprintf("== phase %d, as %v, umask %#o", i+1, ph.as, ph.umaskValue()))
 		var args []string
+		if ph.as.noAdmin {
+			args = append(args, "setpriv", "--bounding-set=-sys_admin", "--")
+		}
 		if ph.as.uid != 0 {
 			groups := "--clear-groups"
 			if len(ph.as.groups) > 0 {
@@ -342,5 +349,6 @@ func ftScenarios() []ftScenario {
 	all = append(all, ftACLScenarios()...)
 	all = append(all, ftWhiteoutScenarios()...)
 	all = append(all, ftFileattrScenarios()...)
+	all = append(all, ftXattrScenarios()...)
 	return all
 }

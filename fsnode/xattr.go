@@ -192,9 +192,10 @@ func (n *node) removeStoredXattr(attr string) syscall.Errno {
 	return 0
 }
 
-// Listxattr lists the stored attribute names, NUL-terminated, as tmpfs
-// does: the ACLs first, then the rest in sorted order. trusted.* names are
-// listed only to callers with CAP_SYS_ADMIN.
+// Listxattr lists the stored attribute names, NUL-terminated, in tmpfs's
+// order (Linux 6.18): the ACLs first, then the rest in descending byte
+// order. trusted.* names are listed only to callers with CAP_SYS_ADMIN,
+// as tmpfs lists them.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	privileged := callerCapable(callerOf(ctx), unix.CAP_SYS_ADMIN)
 	var acls []string
@@ -211,6 +212,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	n.mu.Unlock()
 	slices.Sort(acls) // system.posix_acl_access, then ..._default
 	slices.Sort(names)
+	slices.Reverse(names)
 	names = append(acls, names...)
 	var list []byte
 	for _, k := range names {
