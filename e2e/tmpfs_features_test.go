@@ -128,7 +128,7 @@ func TestFeaturesAgainstTmpfs(t *testing.T) {
 	}
 	pub := t.TempDir()
 	nsMakeReachable(t, pub)
-	bin := ftCopySelf(t, pub)
+	bin := copySelf(t, pub)
 	tmpfsDir := filepath.Join(pub, "tmpfs")
 	if err := os.Mkdir(tmpfsDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -153,8 +153,8 @@ func TestFeaturesAgainstTmpfs(t *testing.T) {
 	}
 }
 
-// ftCopySelf copies the test binary where every user may run it.
-func ftCopySelf(t *testing.T, dir string) string {
+// copySelf copies the test binary into dir, where every user may run it.
+func copySelf(t *testing.T, dir string) string {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -164,7 +164,7 @@ func ftCopySelf(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "e2e-features-child.test")
+	bin := filepath.Join(dir, "e2e-child.test")
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -2048,19 +2048,7 @@ func newNSHarness(t *testing.T) *nsHarness {
 		}
 	})
 
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(pub, "e2e-child.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return &nsHarness{tmpfsRoot: tmpfsDir, tmpmountRoot: m.Dir, childBin: bin}
+	return &nsHarness{tmpfsRoot: tmpfsDir, tmpmountRoot: m.Dir, childBin: copySelf(t, pub)}
 }
 
 // nsMakeReachable makes dir's parent (the test's 0700 temporary
