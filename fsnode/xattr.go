@@ -197,19 +197,23 @@ func (n *node) removeStoredXattr(attr string) syscall.Errno {
 // order. trusted.* names are listed only to callers with CAP_SYS_ADMIN,
 // as tmpfs lists them.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	privileged := callerCapable(callerOf(ctx), unix.CAP_SYS_ADMIN)
-	var acls []string
+	var acls, names, trusted []string
 	n.mu.Lock()
-	names := make([]string, 0, len(n.xattrs))
 	for k := range n.xattrs {
 		switch {
 		case isACLXattr(k):
 			acls = append(acls, k)
-		case privileged || !strings.HasPrefix(k, "trusted."):
+		case strings.HasPrefix(k, "trusted."):
+			trusted = append(trusted, k)
+		default:
 			names = append(names, k)
 		}
 	}
 	n.mu.Unlock()
+	// The caller's capabilities cost a read of /proc: only when it matters.
+	if len(trusted) > 0 && callerCapable(callerOf(ctx), unix.CAP_SYS_ADMIN) {
+		names = append(names, trusted...)
+	}
 	slices.Sort(acls) // system.posix_acl_access, then ..._default
 	slices.Sort(names)
 	slices.Reverse(names)
