@@ -332,7 +332,7 @@ func TestCLIVersion(t *testing.T) {
 // flag on stdout and exit 0.
 func TestCLIHelp(t *testing.T) {
 	flags := []string{"--max-size", "--mem-limit", "--size", "--inodes", "--spill-dir", "--delete", "--rule", "--keep-dir",
-		"--events", "--mode", "--uid", "--gid", "--allow-other", "--no-passthrough", "--debug", "--version",
+		"--events", "--mode", "--uid", "--gid", "--allow-other", "--no-passthrough", "--no-acl", "--debug", "--version",
 		"--dev", "--suid", "--foreground", "--log"}
 	for _, arg := range []string{"-help", "--help", "-h"} {
 		t.Run(arg, func(t *testing.T) {

@@ -108,21 +108,9 @@ func limMetaAttack(t *testing.T, child, dir string, args ...string) (int, string
 // limChildForOthers copies the test binary where other users can run it.
 func limChildForOthers(t *testing.T) string {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	nsMakeReachable(t, dir)
-	bin := filepath.Join(dir, "e2e-meta.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return copySelf(t, dir)
 }
 
 // limUsedBytes is what statfs says the mount uses: (f_blocks - f_bfree)

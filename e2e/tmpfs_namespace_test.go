@@ -51,36 +51,47 @@ func init() {
 	if name == "" {
 		return
 	}
-	os.Exit(nsChildMain(name, os.Getenv(nsPhaseEnv), os.Getenv(nsDirEnv)))
+	os.Exit(nsChildMain(nsPhaseOf, name, os.Getenv(nsPhaseEnv), os.Getenv(nsDirEnv)))
 }
 
-// nsChildMain runs one phase of a case in this (child) process and prints
-// its log as JSON on stdout.
-func nsChildMain(name, phase, dir string) int {
+// nsPhaseOf finds phase i of the namespace case name.
+func nsPhaseOf(name string, i int) (func(e *nsEnv), int) {
+	for _, c := range nsCases() {
+		if c.name == name {
+			if i < 0 || i >= len(c.phases) {
+				return nil, len(c.phases)
+			}
+			return c.phases[i].run, len(c.phases)
+		}
+	}
+	return nil, -1
+}
+
+// nsChildMain runs phase (a number) of case name, found by lookup, in this
+// (child) process and prints its log as JSON on stdout.
+func nsChildMain(lookup func(name string, i int) (func(e *nsEnv), int), name, phase, dir string) int {
 	i, err := strconv.Atoi(phase)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bad %s %q\n", nsPhaseEnv, phase)
+		fmt.Fprintf(os.Stderr, "bad phase number %q\n", phase)
 		return 2
 	}
-	for _, c := range nsCases() {
-		if c.name != name {
-			continue
-		}
-		if i < 0 || i >= len(c.phases) {
-			fmt.Fprintf(os.Stderr, "case %s has no phase %d\n", name, i)
-			return 2
-		}
-		e := newNSEnv(dir)
-		c.phases[i].run(e)
-		e.finish()
-		if err := json.NewEncoder(os.Stdout).Encode(nsPhaseLog{Lines: e.lines, Problems: e.problems}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return 0
+	run, phases := lookup(name, i)
+	switch {
+	case phases < 0:
+		fmt.Fprintf(os.Stderr, "no case %q\n", name)
+		return 2
+	case run == nil:
+		fmt.Fprintf(os.Stderr, "case %s has no phase %d\n", name, i)
+		return 2
 	}
-	fmt.Fprintf(os.Stderr, "no case %q\n", name)
-	return 2
+	e := newNSEnv(dir)
+	run(e)
+	e.finish()
+	if err := json.NewEncoder(os.Stdout).Encode(nsPhaseLog{Lines: e.lines, Problems: e.problems}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
 
 // TestNamespaceAgainstTmpfs runs every case on a real tmpfs and on
@@ -2037,19 +2048,7 @@ func newNSHarness(t *testing.T) *nsHarness {
 		}
 	})
 
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(pub, "e2e-child.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return &nsHarness{tmpfsRoot: tmpfsDir, tmpmountRoot: m.Dir, childBin: bin}
+	return &nsHarness{tmpfsRoot: tmpfsDir, tmpmountRoot: m.Dir, childBin: copySelf(t, pub)}
 }
 
 // nsMakeReachable makes dir's parent (the test's 0700 temporary

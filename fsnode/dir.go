@@ -72,6 +72,7 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 func (d *Dir) adopt(ctx context.Context, child inode, fileType uint32, ino uint64) {
 	d.NewInode(ctx, child, fs.StableAttr{Mode: fileType, Ino: ino})
 	d.root.inodes.Add(1)
+	d.root.exports.adopted(child)
 }
 
 // linkLocked adds child under name and marks the directory changed.
@@ -116,6 +117,9 @@ func (d *Dir) newChild(ctx context.Context, name string, mode uint32, child inod
 	}
 	if d.root.inodesFull() {
 		return fail(syscall.ENOSPC)
+	}
+	if errno := d.inheritACLs(ctx, child.base()); errno != 0 {
+		return fail(errno)
 	}
 	d.adopt(ctx, child, mode&syscall.S_IFMT, ino)
 	d.linkLocked(name, child)
@@ -237,6 +241,11 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 		d.root.tree.Unlock()
 		f.data.Release()
 		return nil, nil, 0, syscall.ENOSPC
+	}
+	if errno := d.inheritACLs(ctx, &f.node); errno != 0 {
+		d.root.tree.Unlock()
+		f.data.Release()
+		return nil, nil, 0, errno
 	}
 	d.adopt(ctx, f, syscall.S_IFREG, ino)
 	f.startLife("", d.inheritedPolicyLocked())
@@ -376,6 +385,7 @@ func (d *Dir) rmdirLocked(name string, sub *Dir) {
 	d.root.releaseMeta(nameCost(name))
 	d.root.dropMeta(sub)
 	sub.parent = nil
+	d.root.exports.gone(sub)
 	sub.mu.Lock()
 	sub.nlink = 0
 	sub.ctime = nowTimespec()
@@ -393,14 +403,20 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	if len(newName) > maxNameLen {
 		return syscall.ENAMETOOLONG
 	}
-	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 || flags == unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE {
-		return syscall.EINVAL // RENAME_WHITEOUT is for overlayfs; not offered
+	if flags&^renameFlags != 0 || flags&unix.RENAME_EXCHANGE != 0 && flags != unix.RENAME_EXCHANGE {
+		return syscall.EINVAL
 	}
 	caller := callerOf(ctx)
+	var whiteout *Special // whiteout.go
+	if flags&unix.RENAME_WHITEOUT != 0 {
+		whiteout = d.newWhiteout(ctx)
+		d.root.awaitInodeRoom()
+	}
 	// The new name is charged before the lock; a move then gives back
-	// the old one, and anything else the new one.
+	// the old one (unless a whiteout keeps it), and anything else the
+	// new one.
 	cost := nameCost(newName)
-	if errno := d.root.chargeMeta(cost, false); errno != 0 {
+	if errno := d.root.chargeMeta(cost, whiteout != nil); errno != 0 {
 		return errno
 	}
 
@@ -408,6 +424,9 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	src := d.entries.get(name)
 	dst := np.entries.get(newName)
 	errno := d.checkRename(src, np, dst, flags, caller)
+	if errno == 0 && whiteout != nil && src != dst {
+		errno = d.checkWhiteoutLocked(ctx, whiteout)
+	}
 	if errno != 0 || src == dst {
 		d.root.tree.Unlock()
 		d.root.releaseMeta(cost)
@@ -419,6 +438,10 @@ func (d *Dir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedde
 	} else {
 		replaced = d.moveLocked(name, src, np, newName, dst)
 		cost = nameCost(name)
+	}
+	if whiteout != nil {
+		d.placeWhiteoutLocked(ctx, name, whiteout)
+		cost = 0 // the whiteout has the old name
 	}
 	d.root.tree.Unlock()
 	d.root.releaseMeta(cost)

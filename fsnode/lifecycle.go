@@ -217,6 +217,7 @@ func (r *Root) afterUnlink(n inode) {
 		if n.base().links() == 0 {
 			r.inodes.Add(-1)
 			r.dropMeta(n)
+			r.exports.gone(n)
 		}
 		return
 	}

@@ -25,6 +25,7 @@ type MountConfig struct {
 	Dev           bool   // device files work (root only; nodev otherwise)
 	Suid          bool   // set-user-ID and set-group-ID bits work (root only; nosuid otherwise)
 	Source        string // the mount's source, shown in /proc/mounts and by df ("tmpmount" if empty)
+	NoACL         bool   // offer no POSIX ACLs
 
 	// FD, if not 0, is a /dev/fuse descriptor that another process has
 	// already mounted with KernelMountArgs (tmpmount run does, in the
@@ -107,7 +108,9 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 			// HANDLE_KILLPRIV_V2: without it the kernel asks for
 			// security.capability before every write (see rawFS).
 			// ATOMIC_O_TRUNC: open(O_TRUNC) is one request, not two.
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC,
+			// EXPORT_SUPPORT: file handles outlive the kernel's inodes
+			// (export.go).
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2 | fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_EXPORT_SUPPORT,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -118,6 +121,14 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
 		NullPermissions: true, // a mode of 0000 is a mode, not a default
 		Logger:          r.log,
+	}
+	r.noACL = mc.NoACL
+	if !mc.NoACL {
+		// POSIX ACLs, enforced by the kernel as on tmpfs (acl.go).
+		// DONT_MASK and SETXATTR_EXT: the umask and the ACL setter's
+		// right to the set-group-ID bit reach the daemon.
+		opts.MountOptions.EnableAcl = true
+		opts.MountOptions.ExtraCapabilities |= fuse.CAP_DONT_MASK | fuse.CAP_SETXATTR_EXT
 	}
 	if mc.NoExec {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "noexec")

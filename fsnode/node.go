@@ -49,6 +49,9 @@ type node struct {
 	atime timespec
 	mtime timespec
 	ctime timespec
+	btime timespec // birth time (btime.go)
+
+	fsflags uint32 // chattr flags (fileattr.go)
 
 	xattrs map[string][]byte
 	// metaDropped: the node is gone and what it was charged given back
@@ -93,6 +96,7 @@ func initNode(n *node, r *Root, parent *Dir, caller *fuse.Caller, mode uint32) {
 	n.mode = mode
 	n.uid, n.gid = caller.Uid, caller.Gid
 	parent.mu.Lock()
+	n.fsflags = parent.fsflags & flInherited
 	if parent.mode&syscall.S_ISGID != 0 {
 		n.gid = parent.gid
 		if mode&syscall.S_IFMT == syscall.S_IFDIR {
@@ -100,7 +104,7 @@ func initNode(n *node, r *Root, parent *Dir, caller *fuse.Caller, mode uint32) {
 		}
 	}
 	parent.mu.Unlock()
-	n.atime, n.mtime, n.ctime = now, now, now
+	n.atime, n.mtime, n.ctime, n.btime = now, now, now, now
 }
 
 // touchChange marks a change of the node's contents: mtime and ctime.
@@ -127,6 +131,9 @@ func (n *node) touchAtime() {
 	now := nowTimespec()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.fsflags&flNoatime != 0 {
+		return
+	}
 	if !n.mtime.before(n.atime) || !n.ctime.before(n.atime) || now.sec-n.atime.sec >= 24*60*60 {
 		n.atime = now
 	}
@@ -159,6 +166,7 @@ func (n *node) applySetattr(caller *fuse.Caller, in *fuse.SetAttrIn, stamp bool)
 	changed := stamp || in.Valid&^sizeOnly != 0
 	if mode, ok := in.GetMode(); ok {
 		n.mode = n.mode&syscall.S_IFMT | mode
+		n.chmodACLLocked(n.mode)
 	}
 	if uid, ok := in.GetUID(); ok {
 		n.uid = uid

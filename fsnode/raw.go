@@ -27,6 +27,9 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 // Open clears set-user-ID and set-group-ID bits when an unprivileged
 // open(O_TRUNC) truncates (FUSE_ATOMIC_O_TRUNC with HANDLE_KILLPRIV_V2).
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if r.root.refuseOpen(in) { // fileattr.go
+		return fuse.EPERM
+	}
 	st := r.RawFileSystem.Open(cancel, in, out)
 	if st.Ok() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0 {
 		if f := r.root.fileByIno(in.NodeId); f != nil {

@@ -70,10 +70,11 @@ func decodeLimits(arg []byte) (Limits, error) {
 
 var _ fs.NodeIoctler = (*Dir)(nil)
 
-// Ioctl answers RemountIoctl on the mount's root directory.
+// Ioctl answers RemountIoctl on the mount's root directory, and every
+// other ioctl as any node does (the chattr flags, fileattr.go).
 func (d *Dir) Ioctl(ctx context.Context, f fs.FileHandle, cmd uint32, arg uint64, input []byte, output []byte) (int32, syscall.Errno) {
 	if cmd != RemountIoctl || d != d.root.dir {
-		return 0, syscall.ENOTTY
+		return d.node.Ioctl(ctx, f, cmd, arg, input, output)
 	}
 	uid := callerOf(ctx).Uid
 	if uid != 0 && int(uid) != os.Geteuid() {

@@ -65,6 +65,10 @@ type Root struct {
 	keeper   *keeper // nil without a keep dir
 	events   *eventLog
 	notifier *notifier
+	extras   requestExtras // request fields the fs API drops (extras.go)
+	noACL    bool          // --no-acl: system.posix_acl_* refused (set by Mount before serving)
+	exports  exportTable   // nodes other than files by inode number, for file handles (export.go)
+	locked   atomic.Int64  // nodes immutable or append-only (fileattr.go)
 
 	// passthrough: opens of files on disk hand the kernel the backing
 	// file (set by Mount once the kernel is known to accept it, and by
@@ -143,7 +147,7 @@ func New(cfg Config) (*Root, error) {
 		uid:   cfg.UID,
 		gid:   cfg.GID,
 		nlink: 2,
-		atime: now, mtime: now, ctime: now,
+		atime: now, mtime: now, ctime: now, btime: now,
 	}}
 	r.dir.entries.init()
 	r.inodes.Store(1)

@@ -10,8 +10,9 @@ import (
 )
 
 // Extended attributes are stored per node as tmpfs stores them: user.*,
-// trusted.* and security.* names; other namespaces (system.*, where POSIX
-// ACLs live) are not supported. The kernel has already applied the
+// trusted.* and security.* names, and the POSIX ACLs in
+// system.posix_acl_access and system.posix_acl_default (acl.go); other
+// system.* names are not supported. The kernel has already applied the
 // namespace permission rules (trusted.* needs CAP_SYS_ADMIN, user.* only on
 // regular files and directories) and the size limits (names up to 255
 // bytes, values up to 64 KiB) before a request reaches us.
@@ -37,6 +38,9 @@ var xattrNamespaces = []string{"user.", "trusted.", "security."}
 // bare namespace prefix ("user."), as the kernel's xattr_resolve_name,
 // and EOPNOTSUPP for other namespaces.
 func checkXattrName(name string) syscall.Errno {
+	if isACLXattr(name) {
+		return 0
+	}
 	for _, ns := range xattrNamespaces {
 		if strings.HasPrefix(name, ns) {
 			if len(name) == len(ns) {
@@ -47,6 +51,9 @@ func checkXattrName(name string) syscall.Errno {
 	}
 	return syscall.EOPNOTSUPP
 }
+
+// isOwnXattr says whether attr is one of tmpmount's own.
+func isOwnXattr(attr string) bool { return strings.HasPrefix(attr, xattrPrefix) }
 
 // copyXattr answers a getxattr/listxattr-style request: with an empty dest
 // it reports the size; with a dest too small, ERANGE.
@@ -61,6 +68,9 @@ func copyXattr(dest, value []byte) (uint32, syscall.Errno) {
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if strings.HasPrefix(attr, xattrPrefix) {
 		return 0, unix.ENODATA
+	}
+	if isACLXattr(attr) && n.root.noACL {
+		return 0, syscall.EOPNOTSUPP
 	}
 	return n.getStoredXattr(attr, dest)
 }
@@ -83,6 +93,12 @@ func (n *node) getStoredXattr(attr string, dest []byte) (uint32, syscall.Errno) 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	if strings.HasPrefix(attr, xattrPrefix) {
 		return syscall.EPERM
+	}
+	if isACLXattr(attr) {
+		if n.root.noACL {
+			return syscall.EOPNOTSUPP
+		}
+		return n.setACL(ctx, attr, data, flags)
 	}
 	return n.setStoredXattr(attr, data, flags)
 }
@@ -150,6 +166,16 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if strings.HasPrefix(attr, xattrPrefix) {
 		return syscall.EPERM
 	}
+	if isACLXattr(attr) {
+		if n.root.noACL {
+			return syscall.EOPNOTSUPP
+		}
+		return n.removeACL(ctx, attr)
+	}
+	return n.removeStoredXattr(attr)
+}
+
+func (n *node) removeStoredXattr(attr string) syscall.Errno {
 	if errno := checkXattrName(attr); errno != 0 {
 		return errno
 	}
@@ -166,20 +192,32 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	return 0
 }
 
-// Listxattr lists the stored attribute names, NUL-terminated, in sorted
-// order. trusted.* names are listed only to root, as tmpfs lists them only
-// to CAP_SYS_ADMIN.
+// Listxattr lists the stored attribute names, NUL-terminated, in tmpfs's
+// order (Linux 6.18): the ACLs first, then the rest in descending byte
+// order. trusted.* names are listed only to callers with CAP_SYS_ADMIN,
+// as tmpfs lists them.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	privileged := callerOf(ctx).Uid == 0
+	var acls, names, trusted []string
 	n.mu.Lock()
-	names := make([]string, 0, len(n.xattrs))
 	for k := range n.xattrs {
-		if privileged || !strings.HasPrefix(k, "trusted.") {
+		switch {
+		case isACLXattr(k):
+			acls = append(acls, k)
+		case strings.HasPrefix(k, "trusted."):
+			trusted = append(trusted, k)
+		default:
 			names = append(names, k)
 		}
 	}
 	n.mu.Unlock()
+	// The caller's capabilities cost a read of /proc: only when it matters.
+	if len(trusted) > 0 && callerCapable(callerOf(ctx), unix.CAP_SYS_ADMIN) {
+		names = append(names, trusted...)
+	}
+	slices.Sort(acls) // system.posix_acl_access, then ..._default
 	slices.Sort(names)
+	slices.Reverse(names)
+	names = append(acls, names...)
 	var list []byte
 	for _, k := range names {
 		list = append(list, k...)

@@ -30,6 +30,7 @@ type options struct {
 	uid, gid      uint32
 	allowOther    bool
 	noPassthrough bool
+	noACL         bool
 	readOnly      bool
 	noExec        bool
 	dev, suid     bool
@@ -118,6 +119,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(idFlag{&o.gid, lookupGroup, "group"}, "gid", "group of the root directory: a `GROUP` name or number (default: yours)")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
 	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
+	fs.BoolVar(&o.noACL, "no-acl", false, "offer no POSIX ACLs (as ext4's noacl): spares users who do not own the mount's root directory a round trip to the daemon at every path lookup through it")
 	fs.BoolVar(&o.readOnly, "read-only", false, "mount read-only (-o ro): an empty filesystem that nothing can write")
 	fs.BoolVar(&o.noExec, "no-exec", false, "forbid running programs from the mount (-o noexec)")
 	fs.BoolVar(&o.dev, "dev", false, "let device files made with mknod work (-o allow_dev; root only; default nodev)")

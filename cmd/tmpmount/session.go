@@ -102,6 +102,7 @@ func (s *session) mountConfig() fsnode.MountConfig {
 	return fsnode.MountConfig{
 		AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough,
 		ReadOnly: o.readOnly, NoExec: o.noExec, Dev: o.dev, Suid: o.suid, Source: o.source,
+		NoACL: o.noACL,
 	}
 }
 
