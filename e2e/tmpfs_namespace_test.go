@@ -149,17 +149,6 @@ const nsKnownCachedReadAtime = "FUSE marks its inodes S_NOATIME and serves reads
 	"without asking the daemon (tmpmount keeps pages cached across opens and writes): the daemon " +
 	"never sees the read, and atime keeps its old value"
 
-// nsKnownReaddirReplay: POSIX leaves it unspecified whether readdir returns
-// an entry removed after opendir, and tmpfs does not, but tmpmount can. The
-// kernel asks for a page of entries per READDIR and keeps only what the
-// caller's buffer holds; when it then asks to resume after one of them,
-// go-fuse's fs bridge (readDirMaybeLookup) answers from its copy of the
-// previous reply instead of asking the directory stream again. Entries
-// nobody touches are still returned exactly once, which the scenario
-// checks on tmpmount too before it compares with tmpfs.
-const nsKnownReaddirReplay = "go-fuse replays the rest of its previous READDIR reply when the kernel " +
-	"resumes inside it, so a name removed meanwhile can still be listed (POSIX allows it; tmpfs does not)"
-
 type nsPhase struct {
 	nobody bool
 	run    func(e *nsEnv)
@@ -195,8 +184,8 @@ func nsScenarios() []nsScenario {
 		{name: "atime-of-cached-read", run: nsAtimeOfCachedRead, nobodyToo: true, known: nsKnownCachedReadAtime},
 		{name: "mknod", run: nsMknod, nobodyToo: true},
 		{name: "readdir-dots", run: nsReaddirDots, nobodyToo: true},
-		{name: "readdir-while-changing", run: nsReaddirWhileChanging, nobodyToo: true, known: nsKnownReaddirReplay},
-		{name: "seekdir-telldir", run: nsSeekdir, nobodyToo: true, known: nsKnownReaddirReplay},
+		{name: "readdir-while-changing", run: nsReaddirWhileChanging, nobodyToo: true},
+		{name: "seekdir-telldir", run: nsSeekdir, nobodyToo: true},
 		{name: "inode-numbers", run: nsInodeNumbers, nobodyToo: true},
 		{name: "setgid-dir", phases: []nsPhase{{run: nsSetgidRoot}, {nobody: true, run: nsSetgidNobody}}},
 		{name: "sticky-dir", phases: []nsPhase{{run: nsStickyRoot}, {nobody: true, run: nsStickyNobody}, {run: nsStickyRootAfter}}},

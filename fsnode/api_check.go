@@ -29,10 +29,8 @@ var (
 	_ fs.NodeRenamer        = (*Dir)(nil)
 	_ fs.NodeOpendirHandler = (*Dir)(nil)
 	_ fs.NodeFsyncer        = (*Dir)(nil)
-	_ fs.FileReaddirenter   = (*dirHandle)(nil)
-	_ fs.FileSeekdirer      = (*dirHandle)(nil)
-	_ fs.FileReleasedirer   = (*dirHandle)(nil)
-	_ fs.FileFsyncdirer     = (*dirHandle)(nil)
+	_ fs.FileReleasedirer   = (*dirStream)(nil)
+	_ fs.FileFsyncdirer     = (*dirStream)(nil)
 )
 
 var (

@@ -557,61 +557,7 @@ func isDir(n inode) bool {
 	return ok
 }
 
-// OpendirHandle opens a readdir stream (see dirEntries for its guarantees).
-func (d *Dir) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{dir: d}, 0, 0
-}
-
 // Fsync on a directory has nothing to make durable.
 func (d *Dir) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
 	return 0
 }
-
-// dirHandle is one open directory stream. go-fuse serialises calls on one
-// handle.
-type dirHandle struct {
-	dir *Dir
-	pos uint64        // cookie of the last entry returned; 0 at the start
-	ent fuse.DirEntry // reused: go-fuse copies what Readdirent returns
-}
-
-func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	d := h.dir
-	switch h.pos {
-	case 0:
-		d.touchAtime()
-		h.pos = cookieDot
-		h.ent = fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: d.ino(), Off: cookieDot}
-		return &h.ent, 0
-	case cookieDot:
-		d.root.tree.RLock()
-		parent := d.parent
-		d.root.tree.RUnlock()
-		ino := d.ino()
-		if parent != nil {
-			ino = parent.ino()
-		}
-		h.pos = cookieDotDot
-		h.ent = fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: ino, Off: cookieDotDot}
-		return &h.ent, 0
-	}
-	d.root.tree.RLock()
-	e := d.entries.after(h.pos)
-	if e == nil {
-		d.root.tree.RUnlock()
-		return nil, 0
-	}
-	h.ent = fuse.DirEntry{Name: e.name, Mode: e.child.EmbeddedInode().StableAttr().Mode, Ino: e.child.EmbeddedInode().StableAttr().Ino, Off: e.cookie}
-	d.root.tree.RUnlock()
-	h.pos = h.ent.Off
-	return &h.ent, 0
-}
-
-func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.pos = off
-	return 0
-}
-
-func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
-
-func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }

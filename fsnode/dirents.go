@@ -3,15 +3,16 @@ package fsnode
 import "sort"
 
 // dirEntries is a directory's name table, ordered by a cookie that grows
-// with each insertion. A readdir stream remembers the cookie of the last
-// entry it returned and resumes after it, so an entry that nobody touches
-// while a directory is being read is returned exactly once, however the
-// directory changes around it (new entries get larger cookies and show up
-// at the end; removed ones are skipped). The cookie is also the d_off the
-// kernel sees, so telldir/seekdir work across requests.
+// with each insertion (a rename inserts too). A readdir stream resumes
+// after the cookie of the last entry it returned, so an entry that nobody
+// touches while a directory is being read is returned exactly once,
+// however the directory changes around it: removed entries are skipped,
+// and new ones come after every cookie the stream set out to list (see
+// dirStream). The cookie is also the d_off the kernel sees, so
+// telldir/seekdir work across requests.
 //
-// All methods need Root.tree: read-locked for get/after, write-locked for
-// add/remove.
+// All methods need Root.tree: read-locked for get/after/each, write-locked
+// for add/remove.
 type dirEntries struct {
 	byName map[string]*dirent
 	order  []*dirent // ascending cookies; removed entries stay until compact
@@ -78,6 +79,17 @@ func (e *dirEntries) compact() {
 		}
 	}
 	e.order = kept
+}
+
+// each calls fn for every live entry with a cookie above from and below
+// limit, in order, until fn returns false.
+func (e *dirEntries) each(from, limit uint64, fn func(*dirent) bool) {
+	i := sort.Search(len(e.order), func(i int) bool { return e.order[i].cookie > from })
+	for ; i < len(e.order) && e.order[i].cookie < limit; i++ {
+		if e.order[i].child != nil && !fn(e.order[i]) {
+			return
+		}
+	}
 }
 
 // after returns the first live entry whose cookie is larger than cookie,

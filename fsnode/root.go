@@ -93,6 +93,7 @@ type Root struct {
 	inodes    atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
 	maxInodes atomic.Int64
 	reclaims  reclaims // files on their way out (forget.go)
+	streams   dirStreams
 
 	// files maps inode numbers to the regular files whose data is not yet
 	// freed, so that raw requests (which carry only a node id) and the
