@@ -192,27 +192,42 @@ func (d *Dir) Create(ctx context.Context, name string, flags uint32, mode uint32
 	ino := d.root.allocIno()
 	f := d.root.newFile(ino)
 	errno := d.newChild(ctx, name, syscall.S_IFREG|mode&07777, f, ino)
-	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+	for try := 0; errno == syscall.EEXIST && flags&syscall.O_EXCL == 0; try++ {
 		// The kernel sends CREATE only for names it believes absent; if
 		// one appeared in between, open it as open(2) without O_EXCL would.
-		f.data.Release()
-		return d.openExisting(ctx, name, flags, out)
+		// If that one went in turn (a close-policy file closed meanwhile),
+		// make the file after all.
+		inode, fh, fuseFlags, openErrno := d.openExisting(ctx, name, flags, out)
+		if openErrno != syscall.ENOENT || try == maxCreateTries {
+			f.data.Release()
+			return inode, fh, fuseFlags, openErrno
+		}
+		errno = d.newChild(ctx, name, syscall.S_IFREG|mode&07777, f, ino)
 	}
 	if errno != 0 {
 		f.data.Release()
 		return nil, nil, 0, errno
 	}
-	h := f.newHandle()
+	h := f.newHandle(false) // a new file
 	c := callerOf(ctx)
 	f.openedForWrite(h, c.Uid, c.Gid)
 	f.fillAttr(&out.Attr)
 	return f.EmbeddedInode(), h, openFlags, 0
 }
 
+// maxCreateTries bounds how often a CREATE races with names that come and
+// go before it gives up.
+const maxCreateTries = 100
+
+// openExisting opens the file that is at name after all; ENOENT if there
+// is none any more.
 func (d *Dir) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	d.root.tree.RLock()
 	child := d.entries.get(name)
 	d.root.tree.RUnlock()
+	if child == nil {
+		return nil, nil, 0, syscall.ENOENT
+	}
 	f, ok := child.(*File)
 	if !ok {
 		return nil, nil, 0, syscall.EEXIST
@@ -253,7 +268,7 @@ func (d *Dir) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.
 	d.root.tree.Unlock()
 	d.root.registerFile(f)
 	d.root.events.created(f, "")
-	h := f.newHandle()
+	h := f.newHandle(false) // a new file
 	c := callerOf(ctx)
 	f.openedForWrite(h, c.Uid, c.Gid)
 	f.fillAttr(&out.Attr)
@@ -325,8 +340,20 @@ func (d *Dir) Unlink(ctx context.Context, name string) syscall.Errno {
 	child := d.entries.get(name)
 	switch {
 	case child == nil:
+		closed := d.entries.closedChild(name)
+		errno := syscall.ENOENT
+		if closed != nil && mayDelete(d, closed, callerOf(ctx)) {
+			// The close policy removed the name a moment ago, and the
+			// kernel still had it: the unlink came before it learnt
+			// (as in create, write, close, unlink: Python's tempfile
+			// probe). It may as well have come before the close's
+			// RELEASE, which the kernel sends after close(2) returns:
+			// take it so.
+			d.entries.forgetClosed(name, closed)
+			errno = 0
+		}
 		d.root.tree.Unlock()
-		return syscall.ENOENT
+		return errno
 	case isDir(child):
 		d.root.tree.Unlock()
 		return syscall.EISDIR

@@ -18,6 +18,11 @@ type dirEntries struct {
 	order  []*dirent // ascending cookies; removed entries stay until compact
 	live   int
 	next   uint64 // cookie for the next insertion
+
+	// closed: names the close policy removed that the kernel may still
+	// have in its dentry cache (notifier.run drops them once it has told
+	// the kernel), with the node each held. See Dir.Unlink.
+	closed map[string]inode
 }
 
 type dirent struct {
@@ -53,6 +58,7 @@ func (e *dirEntries) add(name string, child inode) {
 	e.byName[name] = d
 	e.order = append(e.order, d)
 	e.live++
+	delete(e.closed, name)
 }
 
 // remove drops name's entry and returns the child it held, or nil.
@@ -70,6 +76,34 @@ func (e *dirEntries) remove(name string) inode {
 	}
 	return child
 }
+
+// removeClosed removes name's entry for the close policy, remembering it
+// until forgetClosed.
+func (e *dirEntries) removeClosed(name string) {
+	child := e.remove(name)
+	if child == nil {
+		return
+	}
+	if e.closed == nil {
+		e.closed = make(map[string]inode)
+	}
+	e.closed[name] = child
+}
+
+// forgetClosed drops what removeClosed remembered of name, if it is still
+// child's.
+func (e *dirEntries) forgetClosed(name string, child inode) {
+	if e.closed[name] == child {
+		delete(e.closed, name)
+		if len(e.closed) == 0 {
+			e.closed = nil
+		}
+	}
+}
+
+// closedChild is the node the close policy removed from name, if the
+// kernel may not know yet.
+func (e *dirEntries) closedChild(name string) inode { return e.closed[name] }
 
 func (e *dirEntries) compact() {
 	kept := make([]*dirent, 0, e.live)

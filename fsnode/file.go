@@ -182,13 +182,18 @@ func (f *File) copyTimesToBackingLocked() {
 }
 
 func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	h := f.newHandle()
+	pid := callerOf(ctx).Pid
+	// A thread whose previous open got ESTALE is the kernel's retry (or,
+	// rarely, a later open): it may have the old file (see stale.go).
+	retry := f.root.staleOpens.take(pid)
+	h := f.newHandle(retry || pid == 0)
 	if h == nil {
-		// The file was deleted after the kernel looked its name up (by
-		// an unlink, or by the close policy, whose removal reaches the
-		// kernel's dentry cache a moment later). ESTALE makes the kernel
-		// look the name up again: open(O_CREAT) then makes a new file,
-		// and a plain open gets ENOENT.
+		// The close policy took the file's names after the kernel looked
+		// one up (the kernel's dentry cache learns a moment later), or
+		// the file is gone. ESTALE makes the kernel look the name up
+		// again: open(O_CREAT) then makes a new file, a plain open gets
+		// ENOENT, and one that finds yet another such file opens it.
+		f.root.staleOpens.mark(pid)
 		return nil, 0, syscall.ESTALE
 	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {

@@ -12,8 +12,9 @@ import (
 // A regular file's life: it gets its policy when made (policy.Entry, kept
 // in File.life under node.mu), counts its handles, and is deleted when the
 // Entry says so: its data freed once it has neither names nor handles nor
-// a kernel reference (OnForget), or, under the close policy, every name
-// removed when its last handle goes.
+// a kernel reference (OnForget). Under the close policy every name goes
+// when the last handle does; the data, as an unlinked file's, at the
+// forget.
 
 func (r *Root) newFile(ino uint64) *File {
 	f := &File{data: r.store.NewFile(ino)}
@@ -76,10 +77,14 @@ func (d *Dir) inheritedPolicyLocked() policy.Policy {
 }
 
 // newHandle counts a new open handle, or returns nil if the file has been
-// deleted. It picks the handle's kind (see File.cachedOpens).
-func (f *File) newHandle() *handle {
+// deleted, or if the close policy took its names and reopenClosed is
+// false. It picks the handle's kind (see File.cachedOpens).
+func (f *File) newHandle(reopenClosed bool) *handle {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.nlink == 0 && f.life.ClosedByPolicy() && !reopenClosed {
+		return nil
+	}
 	if f.life.Open() != nil {
 		return nil
 	}
@@ -182,7 +187,15 @@ func (f *File) closeHandle(h *handle) {
 	case policy.Free:
 		f.free(reason, f.lastKnownPath())
 	case policy.RemoveNames:
-		f.free(reason, f.root.removeNames(f))
+		path := f.root.removeNames(f)
+		f.updateOrphan()
+		f.mu.Lock()
+		action, reason = f.life.NamesRemoved()
+		f.noteAwaitingForgetLocked()
+		f.mu.Unlock()
+		if action == policy.Free {
+			f.free(reason, path)
+		}
 	}
 }
 
@@ -261,7 +274,9 @@ func (f *File) updateOrphan() {
 }
 
 // removeNames takes every name of a close-policy file whose last handle is
-// gone, tells the kernel, and returns the file's path.
+// gone, tells the kernel, and returns the file's path. Lookups see the
+// names or none: an open that found the file before opens it still (it
+// has a kernel reference, so the data stays), one after gets ENOENT.
 func (r *Root) removeNames(f *File) string {
 	r.tree.Lock()
 	names := f.names
@@ -270,7 +285,7 @@ func (r *Root) removeNames(f *File) string {
 	f.lastPath = path
 	for _, l := range names {
 		if l.dir.entries.get(l.name) == inode(f) {
-			l.dir.entries.remove(l.name)
+			l.dir.entries.removeClosed(l.name)
 			r.releaseMeta(nameCost(l.name))
 			l.dir.touchChange()
 		}

@@ -89,11 +89,12 @@ type Root struct {
 	started time.Time
 	deletes [3]atomic.Int64 // files deleted, by policy.Reason
 
-	nextIno   atomic.Uint64 // last inode number handed out
-	inodes    atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
-	maxInodes atomic.Int64
-	reclaims  reclaims // files on their way out (forget.go)
-	streams   dirStreams
+	nextIno    atomic.Uint64 // last inode number handed out
+	inodes     atomic.Int64  // nodes with a name or an open handle, plus their names past the first (as tmpfs)
+	maxInodes  atomic.Int64
+	reclaims   reclaims // files on their way out (forget.go)
+	streams    dirStreams
+	staleOpens staleOpens
 
 	// files maps inode numbers to the regular files whose data is not yet
 	// freed, so that raw requests (which carry only a node id) and the

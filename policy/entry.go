@@ -12,7 +12,8 @@ const (
 	// data.
 	Free
 	// RemoveNames: a close-policy file's last handle is gone; remove every
-	// name it has, then free its data.
+	// name it has (then report NamesRemoved: the data goes once the
+	// kernel has forgotten the file, as an unlinked file's does).
 	RemoveNames
 )
 
@@ -58,6 +59,9 @@ type Entry struct {
 	source    Source
 	opens     int
 	gone      bool
+	// closed: the close policy took the file's names; it is deleted by
+	// close, though its data goes only at the kernel's forget.
+	closed bool
 	// forgotten: the kernel holds no reference to the file (it sent
 	// FORGET). Until then a file without names or handles keeps its data:
 	// the kernel may still open it, as an open racing with an unlink or a
@@ -87,6 +91,10 @@ func (e *Entry) Opens() int { return e.opens }
 
 // Gone reports whether the file's data has been deleted.
 func (e *Entry) Gone() bool { return e.gone }
+
+// ClosedByPolicy reports whether the close policy took the file's names
+// (since when it may have got a name again).
+func (e *Entry) ClosedByPolicy() bool { return e.closed }
 
 // SetOwn sets (or with Unset, clears) the file's own setting and resolves
 // the policy again at path.
@@ -124,12 +132,30 @@ func (e *Entry) Close(links int) (Action, Reason, error) {
 		return Nothing, 0, nil // Forgotten frees it
 	case links == 0:
 		e.gone = true
-		return Free, ByUnlink, nil
+		return Free, e.deleteReason(), nil
 	case e.policy == Close:
-		e.gone = true
+		// The names go now; the data stays until the kernel forgets the
+		// file, so that an open that looked the name up just before
+		// (it races with the close that came first) opens it, as an open
+		// racing with an unlink does, instead of failing with ESTALE.
+		e.closed = true
 		return RemoveNames, ByClose, nil
 	}
 	return Nothing, 0, nil
+}
+
+// NamesRemoved records that the filesystem removed every name of a file
+// after RemoveNames.
+func (e *Entry) NamesRemoved() (Action, Reason) {
+	return e.freeIfUnused(0)
+}
+
+// deleteReason is why a file with no name left is deleted.
+func (e *Entry) deleteReason() Reason {
+	if e.closed {
+		return ByClose
+	}
+	return ByUnlink
 }
 
 // Unlinked records that a name was removed; links is the count left.
@@ -161,7 +187,7 @@ func (e *Entry) freeIfUnused(links int) (Action, Reason) {
 		return Nothing, 0
 	}
 	e.gone = true
-	return Free, ByUnlink
+	return Free, e.deleteReason()
 }
 
 // CanLink reports whether the file may get another name: not once deleted

@@ -9,13 +9,14 @@ import (
 type stepOp int
 
 const (
-	opOpen      stepOp = iota // Entry.Open
-	opClose                   // Entry.Close(links)
-	opUnlink                  // Entry.Unlinked(links)
-	opSetOwn                  // Entry.SetOwn(resolver, own, path)
-	opReresolve               // Entry.Reresolve(resolver, path)
-	opForget                  // Entry.Forgotten(links)
-	opLookedUp                // Entry.LookedUp
+	opOpen         stepOp = iota // Entry.Open
+	opClose                      // Entry.Close(links)
+	opUnlink                     // Entry.Unlinked(links)
+	opSetOwn                     // Entry.SetOwn(resolver, own, path)
+	opReresolve                  // Entry.Reresolve(resolver, path)
+	opForget                     // Entry.Forgotten(links)
+	opLookedUp                   // Entry.LookedUp
+	opNamesRemoved               // Entry.NamesRemoved
 )
 
 // errAny stands for "some error" in a step's wantErr.
@@ -53,6 +54,8 @@ func (s step) String() string {
 		return fmt.Sprintf("forget(links=%d)", s.links)
 	case opLookedUp:
 		return "looked-up"
+	case opNamesRemoved:
+		return "names-removed"
 	}
 	return "?"
 }
@@ -94,7 +97,35 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opClose, links: 1, wantOpens: 1},
 				{op: opOpen, wantOpens: 2},
 				{op: opClose, links: 1, wantOpens: 1},
-				{op: opClose, links: 1, wantOpens: 0, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantOpens: 0, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opNamesRemoved},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
+			},
+		},
+		{
+			// The open looked the name up before the last close removed
+			// it: it gets the old file, which goes with its own close.
+			name: "an open racing with the close policy's removal opens the old file",
+			def:  Close, path: "a",
+			wantPolicy: Close, wantSource: FromDefault,
+			steps: []step{
+				{op: opOpen, wantOpens: 1},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opOpen, wantOpens: 1},
+				{op: opNamesRemoved, wantOpens: 1},
+				{op: opClose, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
+			},
+		},
+		{
+			name: "close policy: forgotten before the names went, freed when they go",
+			def:  Close, path: "a",
+			wantPolicy: Close, wantSource: FromDefault,
+			steps: []step{
+				{op: opOpen, wantOpens: 1},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opForget, links: 1},
+				{op: opNamesRemoved, wantAction: Free, wantReason: ByClose, wantGone: true},
 			},
 		},
 		{
@@ -154,9 +185,10 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 1},
 				{op: opOpen, wantOpens: 2},
 				{op: opClose, links: 1, wantOpens: 1},
-				{op: opClose, links: 1, wantOpens: 0, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
-				// The filesystem now removes the name: nothing more to do.
-				{op: opUnlink, links: 0, wantGone: true},
+				{op: opClose, links: 1, wantOpens: 0, wantAction: RemoveNames, wantReason: ByClose},
+				// The filesystem now removes the name; the kernel forgets.
+				{op: opNamesRemoved},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
 			},
 		},
 		{
@@ -200,10 +232,10 @@ func TestEntryLifecycle(t *testing.T) {
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
 				{op: opUnlink, links: 2, wantOpens: 1},
-				{op: opClose, links: 2, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
-				// The filesystem removes the two names one by one.
-				{op: opUnlink, links: 1, wantGone: true},
-				{op: opUnlink, links: 0, wantGone: true},
+				{op: opClose, links: 2, wantAction: RemoveNames, wantReason: ByClose},
+				// The filesystem removes both names.
+				{op: opNamesRemoved},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
 			},
 		},
 		{
@@ -223,7 +255,7 @@ func TestEntryLifecycle(t *testing.T) {
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
 				{op: opReresolve, path: "trash/a", wantOpens: 1, wantPolicy: Close, wantSource: FromRule},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 			},
 		},
 		{
@@ -283,12 +315,14 @@ func TestEntryLifecycle(t *testing.T) {
 			},
 		},
 		{
-			name: "open after close policy removal gives ErrGone",
+			name: "open after the close policy's deletion gives ErrGone",
 			def:  Close, path: "a",
 			wantPolicy: Close, wantSource: FromDefault,
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opNamesRemoved},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
 				{op: opOpen, wantErr: ErrGone, wantGone: true},
 			},
 		},
@@ -301,8 +335,8 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opClose, links: 0, wantErr: errAny},
 				// Still alive and counting from zero.
 				{op: opOpen, wantOpens: 1},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
-				{op: opClose, links: 0, wantErr: errAny, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opClose, links: 0, wantErr: errAny},
 			},
 		},
 		{
@@ -326,7 +360,7 @@ func TestEntryLifecycle(t *testing.T) {
 			steps: []step{
 				{op: opOpen, wantOpens: 1},
 				{op: opReresolve, path: "a", wantOpens: 1, wantPolicy: Close, wantSource: FromRule},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 			},
 		},
 		{
@@ -369,7 +403,7 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opSetOwn, own: Close, path: "a.tmp", wantPolicy: Close, wantSource: FromXattr},
 				{op: opOpen, wantOpens: 1},
 				{op: opReresolve, path: "x/a.tmp", wantOpens: 1, wantPolicy: Close, wantSource: FromXattr},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 			},
 		},
 		{
@@ -380,7 +414,7 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 1},
 				{op: opSetOwn, own: Unmount, path: "a.tmp", wantOpens: 1, wantPolicy: Unmount, wantSource: FromXattr},
 				{op: opSetOwn, own: Unset, path: "a.tmp", wantOpens: 1, wantPolicy: Close, wantSource: FromRule},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 			},
 		},
 		{
@@ -391,7 +425,7 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opOpen, wantOpens: 1},
 				{op: opSetOwn, own: Close, path: "", wantOpens: 1, wantPolicy: Close, wantSource: FromXattr},
 				{op: opReresolve, path: "a", wantOpens: 1, wantPolicy: Close, wantSource: FromXattr},
-				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose, wantGone: true},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 			},
 		},
 	}
@@ -428,6 +462,8 @@ func TestEntryLifecycle(t *testing.T) {
 					action, reason = e.Forgotten(s.links)
 				case opLookedUp:
 					e.LookedUp()
+				case opNamesRemoved:
+					action, reason = e.NamesRemoved()
 				default:
 					t.Fatalf("step %d: unknown op %d", i, s.op)
 				}
@@ -491,8 +527,8 @@ func TestEntryCloseErrorKeepsState(t *testing.T) {
 }
 
 // TestEntryFreedOnce: whatever the order of the last unlink and the last
-// close, followed by the kernel's forget, the data is freed (or its names
-// removed) exactly once.
+// close, followed by the kernel's forget, the data is freed exactly once
+// (and a close-policy file's names removed at most once before).
 func TestEntryFreedOnce(t *testing.T) {
 	for _, p := range []Policy{Close, Unmount, Keep} {
 		for _, opens := range []int{0, 1, 3} {
@@ -510,13 +546,23 @@ func TestEntryFreedOnce(t *testing.T) {
 						}
 					}
 					links := 1
-					deletions := 0
-					count := func(what string, a Action) {
-						if a != Nothing {
+					deletions, removals := 0, 0
+					var count func(what string, a Action)
+					count = func(what string, a Action) {
+						switch a {
+						case Free:
 							deletions++
 							if deletions > 1 {
 								t.Errorf("%s: got a second deletion (%v)", what, a)
 							}
+						case RemoveNames:
+							removals++
+							if removals > 1 || deletions > 0 {
+								t.Errorf("%s: got names removed again, or after the data went", what)
+							}
+							links = 0
+							a, _ := e.NamesRemoved()
+							count(what+", names removed", a)
 						}
 					}
 					for i := 0; i < opens; i++ {
