@@ -148,7 +148,7 @@ func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 		if e.Name == "." || e.Name == ".." {
 			continue // the kernel takes nothing from their EntryOut
 		}
-		if st := r.RawFileSystem.Lookup(cancel, &header, e.Name, entryOut); !st.Ok() || entryOut.NodeId == 0 {
+		if st := r.Lookup(cancel, &header, e.Name, entryOut); !st.Ok() || entryOut.NodeId == 0 {
 			// Removed since: listed without attributes, as a READDIR
 			// entry would be.
 			*entryOut = fuse.EntryOut{}

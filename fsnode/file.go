@@ -200,6 +200,12 @@ func (f *File) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		c := callerOf(ctx)
 		f.openedForWrite(h, c.Uid, c.Gid)
 	}
+	if h.firstPassthrough {
+		// From now on the kernel keeps none of the file's attributes
+		// (rawattr.go); drop those it kept from before. Safe from a
+		// handler: the kernel takes no lock of ours to do it.
+		f.NotifyContent(-1, 0)
+	}
 	if flags&syscall.O_TRUNC != 0 {
 		// With FUSE_ATOMIC_O_TRUNC the kernel leaves O_TRUNC to the
 		// open, which saves a SETATTR round trip and lets us mark the
@@ -312,7 +318,9 @@ type handle struct {
 	// writable: opened for writing (or truncating); the keeper saves a
 	// keep file when the last such handle goes (keep.go).
 	writable bool
-	released atomic.Bool
+	// firstPassthrough: the file's first passthrough open (see rawattr.go).
+	firstPassthrough bool
+	released         atomic.Bool
 }
 
 var _ fs.FilePassthroughFder = (*handle)(nil)

@@ -242,7 +242,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 	if r.root.refuseSetattr(in) {
 		return fuse.EPERM
 	}
-	return r.RawFileSystem.SetAttr(cancel, in, out)
+	return r.mendAttr(r.RawFileSystem.SetAttr(cancel, in, out), in.NodeId, out)
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, in *fuse.InHeader, name string) fuse.Status {
@@ -285,7 +285,7 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 	if r.root.refuseCreate(in.NodeId) || r.root.locked.Load() != 0 && r.root.lockedFlags(in.Oldnodeid) != 0 {
 		return fuse.EPERM
 	}
-	return r.RawFileSystem.Link(cancel, in, name, out)
+	return r.mendEntry(r.RawFileSystem.Link(cancel, in, name, out), out)
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, in *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {

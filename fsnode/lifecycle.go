@@ -112,6 +112,7 @@ func (f *File) newHandle(reopenClosed bool) *handle {
 			if !f.passthroughSeen {
 				f.copyTimesToBackingLocked()
 				f.passthroughSeen = true
+				h.firstPassthrough = true
 			}
 			h.passthroughFd = fd
 			f.passthroughOpens++
