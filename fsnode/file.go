@@ -96,7 +96,11 @@ func (f *File) absorbBackingTimesLocked(st spool.Stat) {
 	if !f.passthroughSeen || st.Residency != spool.OnDisk {
 		return
 	}
-	f.atime = timespec{sec: st.Atime.Sec, nsec: uint32(st.Atime.Nsec)}
+	if f.root.atime.Mode != Noatime {
+		// The backing file's atime follows the spill filesystem's
+		// options; under noatime the node's own stands.
+		f.atime = timespec{sec: st.Atime.Sec, nsec: uint32(st.Atime.Nsec)}
+	}
 	f.mtime = timespec{sec: st.Mtime.Sec, nsec: uint32(st.Mtime.Nsec)}
 	if st.Ctime != f.ownCtime {
 		c := timespec{sec: st.Ctime.Sec, nsec: uint32(st.Ctime.Nsec)}
@@ -342,6 +346,11 @@ func (h *handle) openFlags() uint32 {
 	if f.passthroughSeen {
 		// Passthrough writes bypassed the page cache: start afresh.
 		return 0
+	}
+	if f.root.atime.Mode == Strictatime {
+		// Drop the cached pages, so that this open's first read reaches
+		// the daemon and updates atime (see Atime).
+		return openFlags &^ fuse.FOPEN_KEEP_CACHE
 	}
 	return openFlags
 }

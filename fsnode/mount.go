@@ -141,9 +141,14 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 	if mc.Suid {
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "suid")
 	}
+	// A direct mount takes ro and the atime settings as flags;
+	// fusermount3, as options.
+	opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | r.atime.mountFlags()
+	if os.Geteuid() != 0 {
+		opts.MountOptions.Options = append(opts.MountOptions.Options, r.atime.mountOptions()...)
+	}
 	if mc.ReadOnly {
-		// A direct mount takes ro as a flag; fusermount3, as an option.
-		opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+		opts.MountOptions.DirectMountFlags |= syscall.MS_RDONLY
 		if os.Geteuid() != 0 {
 			opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 		}

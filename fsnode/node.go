@@ -123,22 +123,6 @@ func (n *node) touchCtime() {
 	n.mu.Unlock()
 }
 
-// touchAtime updates atime for a read the daemon serves, as relatime does:
-// when atime is not newer than mtime or ctime, or is a day old. Reads
-// served from the kernel's page cache never reach the daemon, so they
-// leave atime alone (FUSE inodes are S_NOATIME: the kernel never sets it).
-func (n *node) touchAtime() {
-	now := nowTimespec()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.fsflags&flNoatime != 0 {
-		return
-	}
-	if !n.mtime.before(n.atime) || !n.ctime.before(n.atime) || now.sec-n.atime.sec >= 24*60*60 {
-		n.atime = now
-	}
-}
-
 // addLinks changes the link count. root.tree must be held.
 func (n *node) addLinks(delta int) {
 	n.mu.Lock()

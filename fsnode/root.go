@@ -48,6 +48,9 @@ type Config struct {
 	// delete and keep.
 	Events io.Writer
 
+	// Atime says when reads update atime (relatime by default).
+	Atime Atime
+
 	// MaxInodes bounds the nodes (files, directories, links, ...) the
 	// mount holds, as tmpfs's nr_inodes= (0: no bound).
 	MaxInodes int64
@@ -63,6 +66,7 @@ type Root struct {
 	resolver *policy.Resolver
 	keepDir  string
 	keeper   *keeper // nil without a keep dir
+	atime    Atime
 	events   *eventLog
 	notifier *notifier
 	extras   requestExtras // request fields the fs API drops (extras.go)
@@ -115,6 +119,7 @@ func New(cfg Config) (*Root, error) {
 		log:      cfg.Logger,
 		resolver: &cfg.Resolver,
 		keepDir:  cfg.KeepDir,
+		atime:    cfg.Atime,
 		files:    make(map[uint64]*File),
 		started:  time.Now(),
 	}

@@ -32,17 +32,27 @@ var mountOptionFlags = map[string]struct{ flag, value string }{
 	"nodev":      {"dev", "false"},
 	"allow-suid": {"suid", "true"},
 	"nosuid":     {"suid", "false"},
+	// atime, as tmpfs; as with mount(8), the last of relatime,
+	// strictatime, noatime and atime wins.
+	"relatime":      {"atime", "relatime"},
+	"strictatime":   {"atime", "strictatime"},
+	"noatime":       {"atime", "noatime"},
+	"atime":         {"atime", "relatime"},
+	"norelatime":    {"atime", "strictatime"},
+	"nostrictatime": {"atime", "relatime"},
+	"nodiratime":    {"no-diratime", "true"},
+	"diratime":      {"no-diratime", "false"},
 }
 
 // ignoredMountOptions are mount(8) and fstab options that say nothing to
-// tmpmount: default_permissions is always on, atime policy is the
-// daemon's, and dev, suid are mount.fuse's defaults (see above).
+// tmpmount: default_permissions is always on, lazytime changes nothing for
+// data that is never written back, and dev, suid are mount.fuse's defaults
+// (see above).
 var ignoredMountOptions = map[string]bool{
 	"defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
 	"nouser": true, "owner": true, "group": true, "-netdev": true, "nofail": true,
-	"async": true, "sync": true, "default-permissions": true, "relatime": true,
-	"noatime": true, "strictatime": true, "atime": true, "nodiratime": true,
-	"diratime": true, "lazytime": true, "comment": true, "dev": true, "suid": true,
+	"async": true, "sync": true, "default-permissions": true, "lazytime": true,
+	"nolazytime": true, "comment": true, "dev": true, "suid": true,
 }
 
 // mountOption is what one -o option means.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tmpmount/tmpmount/fsnode"
 	"github.com/tmpmount/tmpmount/policy"
 )
 
@@ -34,6 +35,8 @@ type options struct {
 	readOnly      bool
 	noExec        bool
 	dev, suid     bool
+	atime         atimeFlag
+	noDiratime    bool
 	debug         bool
 	version       bool
 	mountpoint    string
@@ -124,6 +127,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.noExec, "no-exec", false, "forbid running programs from the mount (-o noexec)")
 	fs.BoolVar(&o.dev, "dev", false, "let device files made with mknod work (-o allow_dev; root only; default nodev)")
 	fs.BoolVar(&o.suid, "suid", false, "honour set-user-ID and set-group-ID bits (-o allow_suid; root only; default nosuid)")
+	fs.Var(&o.atime, "atime", "when reads update atime: relatime (when atime is not after mtime or ctime, or a day old; the default), strictatime (every read) or noatime (never), as tmpfs's mount options (-o noatime, ...); reads from the page cache never do (`MODE`)")
+	fs.BoolVar(&o.noDiratime, "no-diratime", false, "never update directories' atime (-o nodiratime)")
 	fs.BoolVar(&o.foreground, "foreground", false, "with -o options (the mount(8) way), stay in the foreground instead of going to the background once mounted")
 	fs.StringVar(&o.logFile, "log", "", "append log lines to `FILE` instead of stderr (in the background: instead of syslog); outside the mount")
 	fs.BoolVar(&o.debug, "debug", false, "log every FUSE request to stderr")
@@ -278,6 +283,22 @@ func (f *rulesFlag) Set(s string) error {
 	}
 	f.rules = append(f.rules, r)
 	return nil
+}
+
+// atimeFlag is an fsnode.AtimeMode.
+type atimeFlag struct{ m fsnode.AtimeMode }
+
+func (f *atimeFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.m.String()
+}
+
+func (f *atimeFlag) Set(s string) error {
+	m, err := fsnode.ParseAtimeMode(s)
+	f.m = m
+	return err
 }
 
 // octalFlag is a mode in octal.

@@ -79,6 +79,7 @@ func prepareSession(o *options, mountpoint string, logger *log.Logger) (*session
 			SpillReserve: spool.DefaultSpillReserve,
 		},
 		MaxInodes: o.inodes,
+		Atime:     fsnode.Atime{Mode: o.atime.m, NoDiratime: o.noDiratime},
 		Mode:      o.mode,
 		UID:       o.uid,
 		GID:       o.gid,
