@@ -169,6 +169,7 @@ func nsScenarios() []nsScenario {
 		{name: "create-modes", run: nsCreateModes, nobodyToo: true},
 		{name: "unlink-rmdir-mkdir-errors", run: nsUnlinkRmdirErrors, nobodyToo: true},
 		{name: "name-max", run: nsNameMax, nobodyToo: true},
+		{name: "path-max", run: nsPathMax, nobodyToo: true},
 		{name: "symlink", run: nsSymlink, nobodyToo: true},
 		{name: "hard-links", run: nsHardLinks, nobodyToo: true},
 		{name: "rename-replace", run: nsRenameReplace, nobodyToo: true},
@@ -342,11 +343,83 @@ func nsNameMax(e *nsEnv) {
 	e.rmdir(nsName('u', 256)).want(unix.ENAMETOOLONG)
 	e.mknod(nsName('p', 255), unix.S_IFIFO|0o644, 0).ok()
 	e.mknod(nsName('p', 256), unix.S_IFIFO|0o644, 0).want(unix.ENAMETOOLONG)
+	// NAME_MAX counts bytes: 85 three-byte characters fit, 86 do not.
+	e.mkfile(strings.Repeat("\u20ac", 85), "euro").ok()
+	e.open(strings.Repeat("\u20ac", 86), oCreate, 0o644).want(unix.ENAMETOOLONG)
 	e.symlink(nsName('t', 4095), "longest-target").ok()
 	e.stat("longest-target")
 	e.readlink("longest-target")
 	e.symlink(nsName('t', 4096), "too-long-target").want(unix.ENAMETOOLONG)
 	e.stat(".")
+	e.list(".")
+}
+
+// nsPathMax works with paths around PATH_MAX (4096 bytes with the NUL):
+// a chain of 255-byte directory names, given relative to a descriptor of
+// the case directory so that both filesystems see the same lengths, and
+// deeper than a path can reach, through descriptors of the dirs on the way.
+func nsPathMax(e *nsEnv) {
+	seg := nsName('d', 255)
+	chain := func(depth int) string { return strings.TrimSuffix(strings.Repeat(seg+"/", depth), "/") }
+	base := e.open(".", oDir, 0).ok().file
+	at := func(step, rel string, err error) nsResult {
+		return e.record(fmt.Sprintf("%s(base, %d-byte path)", step, len(rel)), err)
+	}
+	// 16 levels: 4095 bytes, the longest path; the 17th cannot be named.
+	for depth := 1; depth <= 17; depth++ {
+		rel := chain(depth)
+		r := at("mkdirat", rel, unix.Mkdirat(base.fd, rel, 0o755))
+		if depth <= 16 {
+			r.ok()
+		} else {
+			r.want(unix.ENAMETOOLONG)
+		}
+	}
+	var st unix.Stat_t
+	at("fstatat", chain(16), unix.Fstatat(base.fd, chain(16), &st, unix.AT_SYMLINK_NOFOLLOW)).ok()
+	at("fstatat", chain(16)+"/", unix.Fstatat(base.fd, chain(16)+"/", &st, unix.AT_SYMLINK_NOFOLLOW)).want(unix.ENAMETOOLONG)
+	// A file whose path is 4095 bytes, and one byte more.
+	file := chain(15) + "/" + nsName('f', 4095-len(chain(15))-1)
+	fd, err := unix.Openat(base.fd, file, oCreate|unix.O_CLOEXEC, 0o644)
+	at("openat(O_CREAT)", file, err).ok()
+	if err == nil {
+		unix.Write(fd, []byte("deep"))
+		unix.Close(fd)
+	}
+	at("openat(O_CREAT)", file+"g", func() error {
+		fd, err := unix.Openat(base.fd, file+"g", oCreate|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}()).want(unix.ENAMETOOLONG)
+	// Below the reach of a path: through a descriptor of level 16.
+	d16 := e.openAt(base, chain(16), oDir, 0)
+	d := d16.file
+	for depth := 17; depth <= 20 && d != nil; depth++ {
+		e.record(fmt.Sprintf("mkdirat(level %d, 255-byte name)", depth-1), unix.Mkdirat(d.fd, seg, 0o755)).ok()
+		fd, err := unix.Openat(d.fd, seg, oDir|unix.O_CLOEXEC, 0)
+		e.record(fmt.Sprintf("openat(level %d, 255-byte name, O_DIRECTORY)", depth-1), err).ok()
+		if err != nil {
+			break
+		}
+		d = e.addFile(fmt.Sprintf("level%d", depth), fd)
+	}
+	if d != nil {
+		fd, err := unix.Openat(d.fd, "leaf", oCreate|unix.O_CLOEXEC, 0o600)
+		e.record("openat(level 20, leaf, O_CREAT)", err).ok()
+		if err == nil {
+			unix.Write(fd, []byte("below PATH_MAX"))
+			unix.Close(fd)
+		}
+		e.record("fstatat(level 20, leaf)", unix.Fstatat(d.fd, "leaf", &st, 0)).ok()
+		e.log("leaf: %s", nsStatLine(&st))
+		e.record("renameat(level 20, leaf, level 20, leaf2)", unix.Renameat(d.fd, "leaf", d.fd, "leaf2")).ok()
+		e.record("unlinkat(level 20, leaf2)", unix.Unlinkat(d.fd, "leaf2", 0)).ok()
+	}
+	// Rename the top of the chain: every path below changes at once.
+	at("renameat", seg, unix.Renameat(base.fd, seg, base.fd, "top")).ok()
+	at("fstatat", "top/"+chain(15), unix.Fstatat(base.fd, "top/"+chain(15), &st, 0)).ok()
 	e.list(".")
 }
 
