@@ -1052,11 +1052,9 @@ func (r *Root) Shutdown(progress func(done, total int64)) (saved, failed int) {
 
 	for _, f := range files {
 		if !kept[f] {
-			r.tree.RLock()
-			path := f.pathLocked()
-			r.tree.RUnlock()
-			r.events.deleted(f, path, policy.ByUnmount)
-			r.deletes[policy.ByUnmount].Add(1)
+			reason, path := f.unmountDeletion()
+			r.events.deleted(f, path, reason)
+			r.deletes[reason].Add(1)
 		}
 		f.data.Release()
 	}

@@ -200,6 +200,25 @@ func (f *File) closeHandle(h *handle) {
 	}
 }
 
+// unmountDeletion is why and where a file the unmount deletes goes: one
+// that lost its names already (an unlinked file, or one the close policy
+// took, that the kernel had not forgotten yet) was deleted by that.
+func (f *File) unmountDeletion() (policy.Reason, string) {
+	f.root.tree.RLock()
+	named, hadName := len(f.names) > 0, f.lastPath != ""
+	f.root.tree.RUnlock()
+	if named || !hadName {
+		return policy.ByUnmount, f.lastKnownPath()
+	}
+	f.mu.Lock()
+	reason := policy.ByUnlink
+	if f.life.ClosedByPolicy() {
+		reason = policy.ByClose
+	}
+	f.mu.Unlock()
+	return reason, f.lastKnownPath()
+}
+
 // lastKnownPath is where the file was last seen by name.
 func (f *File) lastKnownPath() string {
 	f.root.tree.RLock()
