@@ -170,3 +170,18 @@ func TestAtimeNoatimePassthrough(t *testing.T) {
 		}
 	}
 }
+
+// TestAtimeRun: tmpmount run mounts with the atime options too.
+func TestAtimeRun(t *testing.T) {
+	requireFUSE(t)
+	out := runCmd(t, "/", tmpmountBin, "run", "--atime", "noatime", "--no-diratime", "--",
+		"sh", "-c", `echo "line: $(grep " $TMPMOUNT_DIR " /proc/self/mountinfo)"`)
+	_, line, _ := strings.Cut(out, "line: ")
+	fields := strings.Fields(line)
+	if len(fields) < 6 {
+		t.Fatalf("the mount's line: %q", out)
+	}
+	if opts := fields[5]; !strings.Contains(","+opts+",", ",noatime,") || !strings.Contains(","+opts+",", ",nodiratime,") {
+		t.Errorf("tmpmount run --atime noatime --no-diratime mounted with %q, want noatime and nodiratime", opts)
+	}
+}

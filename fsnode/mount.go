@@ -26,6 +26,9 @@ type MountConfig struct {
 	Suid          bool   // set-user-ID and set-group-ID bits work (root only; nosuid otherwise)
 	Source        string // the mount's source, shown in /proc/mounts and by df ("tmpmount" if empty)
 	NoACL         bool   // offer no POSIX ACLs
+	// Atime is shown as mount flags (as Config.Atime, which the daemon
+	// acts on).
+	Atime Atime
 
 	// FD, if not 0, is a /dev/fuse descriptor that another process has
 	// already mounted with KernelMountArgs (tmpmount run does, in the
@@ -37,7 +40,7 @@ type MountConfig struct {
 // descriptor fd (a number in the mounting process) on a directory with the
 // settings Mount uses, for a process that mounts on the daemon's behalf.
 func KernelMountArgs(mc MountConfig, fd int) (source, fstype string, flags uintptr, data string) {
-	flags = unix.MS_NOSUID | unix.MS_NODEV
+	flags = unix.MS_NOSUID | unix.MS_NODEV | mc.Atime.mountFlags()
 	if mc.Dev {
 		flags &^= unix.MS_NODEV
 	}
@@ -143,9 +146,9 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 	}
 	// A direct mount takes ro and the atime settings as flags;
 	// fusermount3, as options.
-	opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | r.atime.mountFlags()
+	opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | mc.Atime.mountFlags()
 	if os.Geteuid() != 0 {
-		opts.MountOptions.Options = append(opts.MountOptions.Options, r.atime.mountOptions()...)
+		opts.MountOptions.Options = append(opts.MountOptions.Options, mc.Atime.mountOptions()...)
 	}
 	if mc.ReadOnly {
 		opts.MountOptions.DirectMountFlags |= syscall.MS_RDONLY

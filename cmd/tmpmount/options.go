@@ -285,6 +285,11 @@ func (f *rulesFlag) Set(s string) error {
 	return nil
 }
 
+// atimeSettings are --atime and --no-diratime.
+func (o *options) atimeSettings() fsnode.Atime {
+	return fsnode.Atime{Mode: o.atime.m, NoDiratime: o.noDiratime}
+}
+
 // atimeFlag is an fsnode.AtimeMode.
 type atimeFlag struct{ m fsnode.AtimeMode }
 

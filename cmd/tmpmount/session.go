@@ -79,7 +79,7 @@ func prepareSession(o *options, mountpoint string, logger *log.Logger) (*session
 			SpillReserve: spool.DefaultSpillReserve,
 		},
 		MaxInodes: o.inodes,
-		Atime:     fsnode.Atime{Mode: o.atime.m, NoDiratime: o.noDiratime},
+		Atime:     o.atimeSettings(),
 		Mode:      o.mode,
 		UID:       o.uid,
 		GID:       o.gid,
@@ -104,6 +104,7 @@ func (s *session) mountConfig() fsnode.MountConfig {
 		AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough,
 		ReadOnly: o.readOnly, NoExec: o.noExec, Dev: o.dev, Suid: o.suid, Source: o.source,
 		NoACL: o.noACL,
+		Atime: o.atimeSettings(),
 	}
 }
 
