@@ -200,9 +200,12 @@ print(elsewhere)
 
 // TestCloseMktempStyle: a file made by one program and opened by name by
 // the next (mktemp, then echo, then cat; cc's assembler file; sort's
-// merge files) cannot outlive its first close under the close policy, and
-// consistently so: an open that reaches the old file through the kernel's
-// cache is sent back to look the name up again. A rule that keeps such
+// merge files) does not outlive its first close under the close policy:
+// an open that reaches the old file through the kernel's cache is sent
+// back to look the name up again. Only the next program's open coming
+// before the daemon has the close (which the kernel sends after close(2)
+// returns) gets the file: rare, and nothing to count on (1 in 30 runs
+// seen once, on a race-detector daemon under load). A rule that keeps such
 // files until unmount makes the pipeline work.
 func TestCloseMktempStyle(t *testing.T) {
 	const runs = 30
@@ -225,8 +228,13 @@ echo "$ok"`
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMount(t, tc.args...)
 			out := runCmd(t, "/", "sh", "-c", script, "sh", m.Dir, fmt.Sprint(runs))
-			if got := strings.TrimSpace(out); got != fmt.Sprint(tc.want) {
-				t.Errorf("f=$(mktemp -p DIR); echo x > $f; cat $f printed x in %s of %d runs, want %d", got, runs, tc.want)
+			got, err := strconv.Atoi(strings.TrimSpace(out))
+			if err != nil {
+				t.Fatalf("the script printed %q", out)
+			}
+			t.Logf("f=$(mktemp -p DIR); echo x > $f; cat $f printed x in %d of %d runs", got, runs)
+			if tc.want == 0 && got > runs/5 || tc.want == runs && got != runs {
+				t.Errorf("f=$(mktemp -p DIR); echo x > $f; cat $f printed x in %d of %d runs, want %d", got, runs, tc.want)
 			}
 		})
 	}

@@ -517,7 +517,7 @@ func openOutside(what, path, mountpoint string) (*os.File, error) {
 func adviseOnOptions(o *options, logger *log.Logger) {
 	if o.deleteDef.p == policy.Close {
 		logger.Print("warning: --delete close deletes every file at its last close, which breaks programs that close a temporary file and open it again " +
-			"(cc, sort, mktemp then cat, Python's tempfile.gettempdir()); for the files that should go at close, use --rule 'GLOB=close' " +
+			"(cc, sort, mktemp then cat); for the files that should go at close, use --rule 'GLOB=close' " +
 			"or setfattr -n user.tmpmount.delete -v close on them or their directory")
 	}
 	if o.dev || o.suid {
