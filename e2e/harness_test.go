@@ -44,6 +44,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building tmpmount:", err)
 		os.Exit(1)
 	}
+	if err := checkTransportSwitch(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -143,7 +147,66 @@ func startMount(t *testing.T, args ...string) *Mount {
 		return isMountPoint(m.Dir) && strings.Contains(m.Stderr.String(), "tmpmount: serving ")
 	})
 	t.Cleanup(func() { m.stop(t) })
+	checkTransport(t, m.Stderr.String(), args)
 	return m
+}
+
+// The e2e suite runs on either request path: TMPMOUNT_E2E_TRANSPORT=uring
+// (FUSE over io_uring; needs enable_uring=Y, which scripts/test.sh sets
+// as root for that run) or dev (/dev/fuse only). Unset, each mount uses
+// whatever the kernel offers and nothing is checked.
+const transportEnv = "TMPMOUNT_E2E_TRANSPORT"
+
+// enableURingPath is the kernel's switch for FUSE over io_uring.
+const enableURingPath = "/sys/module/fuse/parameters/enable_uring"
+
+func e2eTransport() string { return os.Getenv(transportEnv) }
+
+// checkTransportSwitch refuses a run whose machine cannot give the
+// transport asked for.
+func checkTransportSwitch() error {
+	switch want := e2eTransport(); want {
+	case "":
+	case "uring":
+		if b, err := os.ReadFile(enableURingPath); err != nil || strings.TrimSpace(string(b)) != "Y" {
+			return fmt.Errorf("%s=uring needs FUSE over io_uring: as root, echo Y > %s (scripts/test.sh does, for that run)", transportEnv, enableURingPath)
+		}
+	case "dev":
+		if b, err := os.ReadFile(enableURingPath); err == nil && strings.TrimSpace(string(b)) == "Y" {
+			return fmt.Errorf("%s=dev needs FUSE over io_uring off: as root, echo N > %s", transportEnv, enableURingPath)
+		}
+	default:
+		return fmt.Errorf("%s=%q: give uring or dev", transportEnv, want)
+	}
+	return nil
+}
+
+// checkTransport checks, from the daemon's serving line, that a mount is
+// served the way the run asked for.
+func checkTransport(t *testing.T, log string, args []string) {
+	t.Helper()
+	mode := e2eTransport()
+	switch forcedURing { // set by tests of the transport itself
+	case "Y":
+		mode = "uring"
+	case "N":
+		mode = "dev"
+	}
+	var want string
+	switch mode {
+	case "uring":
+		want = "transport io_uring ("
+		if slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "no-uring") || strings.Contains(a, "no_uring") }) {
+			want = "transport /dev/fuse (io_uring off: --no-uring)"
+		}
+	case "dev":
+		want = "transport /dev/fuse ("
+	default:
+		return
+	}
+	if !strings.Contains(log, want) {
+		t.Fatalf("the mount is not served over %s as asked (want %q):\n%s", mode, want, log)
+	}
 }
 
 // stop unmounts (if still mounted) and checks the daemon's exit.

@@ -1116,6 +1116,7 @@ func TestLimitsSigkillRecovery(t *testing.T) {
 	<-d1.done
 	// statfs always asks the daemon (stat may be answered from the
 	// kernel's attribute cache, which outlives the connection).
+	awaitDeadMount(t, mnt)
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(mnt, &sfs); !errors.Is(err, unix.ENOTCONN) {
 		t.Fatalf("statfs of the mount point after SIGKILL: %v, want ENOTCONN", err)

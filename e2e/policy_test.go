@@ -1250,6 +1250,7 @@ func TestPolicyDaemonKilled(t *testing.T) {
 			// answers it from the root's attributes, which tmpmount lets
 			// it cache for an hour, and every path walk above (with
 			// default_permissions) refreshed them.
+			awaitDeadMount(t, mp)
 			var sfs unix.Statfs_t
 			if err := unix.Statfs(mp, &sfs); !errors.Is(err, syscall.ENOTCONN) || !strings.Contains(err.Error(), "transport endpoint is not connected") {
 				t.Errorf("statfs of the mount point after SIGKILL: %v, want ENOTCONN (transport endpoint is not connected)", err)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/tmpmount/tmpmount/fsnode/ringfuse"
 )
 
 // MountConfig holds the choices of the person mounting; the FUSE settings
@@ -33,7 +35,8 @@ type MountConfig struct {
 	// FD, if not 0, is a /dev/fuse descriptor that another process has
 	// already mounted with KernelMountArgs (tmpmount run does, in the
 	// command's mount namespace); Mount then serves it and mounts nothing.
-	FD int
+	FD      int
+	NoURing bool // serve /dev/fuse only, even where the kernel offers FUSE over io_uring
 }
 
 // KernelMountArgs returns what mount(2) takes to mount the /dev/fuse
@@ -163,12 +166,35 @@ func (r *Root) Mount(mountpoint string, mc MountConfig) (*fuse.Server, error) {
 		target = fmt.Sprintf("/dev/fd/%d", mc.FD)
 		opts.MountOptions.DirectMount = false
 	}
-	raw := fs.NewNodeFS(r.dir, opts)
-	server, err := fuse.NewServer(&rawFS{RawFileSystem: raw, root: r}, target, &opts.MountOptions)
+	raw := &rawFS{RawFileSystem: fs.NewNodeFS(r.dir, opts), root: r}
+	r.devFuse = &ringfuse.DevCounter{RawFileSystem: raw}
+	ring := r.prepareRing(raw, mc)
+	if ring != nil {
+		opts.MountOptions.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
+	}
+	fdsBefore := ringfuse.FuseFds()
+	server, err := fuse.NewServer(r.devFuse, target, &opts.MountOptions)
 	if err != nil {
+		if ring != nil {
+			ring.Close()
+		}
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	go server.Serve()
+	if err := r.startRing(server, ring, fdsBefore, mc.FD); err != nil {
+		go server.Serve()
+		server.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if ring, _ := r.transport(); ring != nil {
+		// go-fuse's loop takes over /dev/fuse once the connection is gone,
+		// to end the server as usual.
+		go func() {
+			ring.ServeDev(r.devFuse, maxWrite)
+			server.Serve()
+		}()
+	} else {
+		go server.Serve()
+	}
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tmpmount/tmpmount/fsnode/ringfuse"
 	"github.com/tmpmount/tmpmount/keepdir"
 	"github.com/tmpmount/tmpmount/policy"
 	"github.com/tmpmount/tmpmount/spool"
@@ -83,6 +84,15 @@ type Root struct {
 	passthroughNote   string // what Passthrough says
 
 	limitsMu sync.Mutex // one change of limits at a time (remount.go)
+
+	// The request path (transport.go), set by Mount.
+	ring    *ringfuse.Transport // nil when /dev/fuse serves everything
+	devFuse *ringfuse.DevCounter
+
+	// notesMu guards what Mount learns while requests are already served
+	// (the rings start before Mount returns).
+	notesMu       sync.Mutex
+	transportNote string
 
 	dir *Dir // the root directory
 

@@ -18,26 +18,27 @@ const xattrStats = xattrPrefix + "stats"
 
 // MountStats is what user.tmpmount.stats says of the root directory.
 type MountStats struct {
-	Files         int64    `json:"files"`  // regular files whose data is held
-	Inodes        int64    `json:"inodes"` // nodes in use
-	RAMBytes      int64    `json:"ram_bytes"`
-	DiskFiles     int64    `json:"disk_files"`
-	DiskBytes     int64    `json:"disk_bytes"`  // disk use of the backing files
-	MetaBytes     int64    `json:"meta_bytes"`  // names, xattrs and symlink targets, charged to size and memory
-	MetaMemory    int64    `json:"meta_memory"` // those and the nodes themselves: what metadata takes of the memory budget
-	Rollovers     int64    `json:"rollovers"`
-	Deletes       Deletes  `json:"deletes"`
-	MaxSize       int64    `json:"max_size"`
-	MemLimit      int64    `json:"mem_limit"`
-	SizeLimit     int64    `json:"size_limit"`    // 0: none
-	MaxInodes     int64    `json:"max_inodes"`    // 0: none
-	SpillReserve  int64    `json:"spill_reserve"` // of the spill disk, kept free while there is no size limit
-	Passthrough   string   `json:"passthrough"`
-	SpillDir      string   `json:"spill_dir"`
-	KeepDir       string   `json:"keep_dir,omitempty"`
-	UptimeSeconds float64  `json:"uptime_seconds"`
-	DefaultPolicy string   `json:"default_policy"`
-	Rules         []string `json:"rules,omitempty"`
+	Files         int64          `json:"files"`  // regular files whose data is held
+	Inodes        int64          `json:"inodes"` // nodes in use
+	RAMBytes      int64          `json:"ram_bytes"`
+	DiskFiles     int64          `json:"disk_files"`
+	DiskBytes     int64          `json:"disk_bytes"`  // disk use of the backing files
+	MetaBytes     int64          `json:"meta_bytes"`  // names, xattrs and symlink targets, charged to size and memory
+	MetaMemory    int64          `json:"meta_memory"` // those and the nodes themselves: what metadata takes of the memory budget
+	Rollovers     int64          `json:"rollovers"`
+	Deletes       Deletes        `json:"deletes"`
+	MaxSize       int64          `json:"max_size"`
+	MemLimit      int64          `json:"mem_limit"`
+	SizeLimit     int64          `json:"size_limit"`    // 0: none
+	MaxInodes     int64          `json:"max_inodes"`    // 0: none
+	SpillReserve  int64          `json:"spill_reserve"` // of the spill disk, kept free while there is no size limit
+	Passthrough   string         `json:"passthrough"`
+	SpillDir      string         `json:"spill_dir"`
+	KeepDir       string         `json:"keep_dir,omitempty"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	DefaultPolicy string         `json:"default_policy"`
+	Rules         []string       `json:"rules,omitempty"`
+	Requests      TransportStats `json:"requests"`
 }
 
 // Deletes counts files deleted, by reason.
@@ -82,6 +83,7 @@ func (r *Root) mountStats() MountStats {
 		Passthrough:  r.Passthrough(), SpillDir: r.store.Dir(), KeepDir: r.keepDir,
 		UptimeSeconds: time.Since(r.started).Seconds(),
 		DefaultPolicy: r.resolver.Default.String(),
+		Requests:      r.transportStats(),
 	}
 	if r.resolver.Default == policy.Unset {
 		ms.DefaultPolicy = policy.Unmount.String()

@@ -17,8 +17,40 @@ fi
 echo "== unit tests (race detector on)"
 go test -race -count=1 -timeout 10m "$@" ./spool/... ./policy/... ./keepdir/... ./fsnode/... ./cmd/...
 
-echo "== e2e tests (daemon built with the race detector)"
-E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
+# The e2e suite runs on both request paths: /dev/fuse, and FUSE over
+# io_uring, which the kernel offers only while its enable_uring switch is
+# on. The switch is machine-wide: it is set for the io_uring run and put
+# back as it was when this script ends, however it ends.
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_was=""
+if [ -w "$uring_param" ]; then
+	uring_was=$(cat "$uring_param")
+	trap 'echo "$uring_was" > "$uring_param"' EXIT
+	trap 'exit 130' INT TERM
+fi
+
+if [ -n "$uring_was" ]; then
+	echo N > "$uring_param"
+fi
+echo "== e2e tests on /dev/fuse (daemon built with the race detector)"
+# TestTransport* set the switch themselves: they run once, in the io_uring run.
+if [ -n "$uring_was" ]; then
+	TMPMOUNT_E2E_TRANSPORT=dev E2E_RACE=1 go test -count=1 -timeout 20m -skip '^TestTransport' "$@" ./e2e/...
+else
+	E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
+fi
+
+if [ -n "$uring_was" ]; then
+	echo Y > "$uring_param"
+	echo "== e2e tests on FUSE over io_uring (daemon built with the race detector)"
+	TMPMOUNT_E2E_TRANSPORT=uring E2E_RACE=1 go test -count=1 -timeout 20m "$@" ./e2e/...
+	echo "$uring_was" > "$uring_param"
+elif [ "${CI:-}" = "true" ]; then
+	echo "cannot run the e2e tests over io_uring: $uring_param is missing or not writable (needs root and Linux 6.14+ with CONFIG_FUSE_IO_URING)" >&2
+	exit 1
+else
+	echo "== e2e tests on FUSE over io_uring: skipped ($uring_param missing or not writable: needs root and Linux 6.14+)"
+fi
 
 echo "== e2e memory tests (daemon built without the race detector, whose RSS they measure)"
 go test -count=1 -timeout 10m -run 'TestLimitsMemoryBudget|TestLimitsHostileInput/RSS|TestLimitsMetadata' "$@" ./e2e/...

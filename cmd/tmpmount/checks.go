@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,6 +28,9 @@ func checkMountpoint(path string, logger *log.Logger) (string, error) {
 		return "", fmt.Errorf("mount point %s: %v", path, err)
 	}
 	st, err := os.Stat(abs)
+	if dyingMount(err) {
+		err = settleDeadMount(abs)
+	}
 	if errors.Is(err, unix.ENOTCONN) {
 		if err := recoverDeadMount(abs); err != nil {
 			return "", err
@@ -83,7 +87,34 @@ func checkMountpoint(path string, logger *log.Logger) (string, error) {
 // isDeadMount reports whether the FUSE mount at path has lost its daemon.
 func isDeadMount(path string) bool {
 	var st unix.Statfs_t
-	return errors.Is(unix.Statfs(path, &st), unix.ENOTCONN)
+	err := unix.Statfs(path, &st)
+	if dyingMount(err) {
+		err = settleDeadMount(path)
+	}
+	return errors.Is(err, unix.ENOTCONN)
+}
+
+// dyingMount reports an error of a FUSE mount whose daemon has just died
+// while it served over io_uring: until the kernel has torn the rings down
+// (asynchronously, some milliseconds after the process is gone), requests
+// fail with ECANCELED or ECONNABORTED; then with ENOTCONN, as any dead
+// FUSE mount.
+func dyingMount(err error) bool {
+	return errors.Is(err, unix.ECANCELED) || errors.Is(err, unix.ECONNABORTED)
+}
+
+// settleDeadMount waits (up to 5 s) for a dying mount to answer ENOTCONN,
+// and returns what statfs(2) says then.
+func settleDeadMount(path string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st unix.Statfs_t
+		err := unix.Statfs(path, &st)
+		if !dyingMount(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // recoverDeadMount unmounts the dead FUSE mount at path if it is a

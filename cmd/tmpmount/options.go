@@ -32,6 +32,7 @@ type options struct {
 	allowOther    bool
 	noPassthrough bool
 	noACL         bool
+	noURing       bool
 	readOnly      bool
 	noExec        bool
 	dev, suid     bool
@@ -123,6 +124,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (needs root, or user_allow_other in /etc/fuse.conf)")
 	fs.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve rolled-over files through the daemon, never by FUSE passthrough (used as root on Linux 6.9+)")
 	fs.BoolVar(&o.noACL, "no-acl", false, "offer no POSIX ACLs (as ext4's noacl): spares users who do not own the mount's root directory a round trip to the daemon at every path lookup through it")
+	fs.BoolVar(&o.noURing, "no-uring", false, "serve every request through /dev/fuse, even where the kernel offers FUSE over io_uring (enable_uring=Y)")
 	fs.BoolVar(&o.readOnly, "read-only", false, "mount read-only (-o ro): an empty filesystem that nothing can write")
 	fs.BoolVar(&o.noExec, "no-exec", false, "forbid running programs from the mount (-o noexec)")
 	fs.BoolVar(&o.dev, "dev", false, "let device files made with mknod work (-o allow_dev; root only; default nodev)")

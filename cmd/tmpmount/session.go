@@ -103,8 +103,9 @@ func (s *session) mountConfig() fsnode.MountConfig {
 	return fsnode.MountConfig{
 		AllowOther: o.allowOther, Debug: o.debug, NoPassthrough: o.noPassthrough,
 		ReadOnly: o.readOnly, NoExec: o.noExec, Dev: o.dev, Suid: o.suid, Source: o.source,
-		NoACL: o.noACL,
-		Atime: o.atimeSettings(),
+		NoACL:   o.noACL,
+		Atime:   o.atimeSettings(),
+		NoURing: o.noURing,
 	}
 }
 
@@ -133,9 +134,9 @@ func (s *session) mount(fd int) error {
 		}
 	}
 	lowerOOMScore(s.logger)
-	s.logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, passthrough %s)",
+	s.logger.Printf("serving %s (max-size %s, mem-limit %s, size %s, delete %s, spill dir %s, transport %s, passthrough %s)",
 		s.mountpoint, describeMaxSize(s.o.maxSize.bytes), describeLimit(s.o.memLimit.bytes), describeSize(s.o.size.bytes, s.root.Store().SpillReserve()),
-		s.o.deleteDef.p, s.root.Store().Dir(), s.root.Passthrough())
+		s.o.deleteDef.p, s.root.Store().Dir(), s.root.Transport(), s.root.Passthrough())
 	return nil
 }
 
@@ -149,6 +150,7 @@ func (s *session) abandon() {
 // keep files and frees everything. It returns the exit status.
 func (s *session) finish(progress func(done, total int64)) int {
 	s.server.Wait()
+	s.root.StopTransport()
 	saved, failed := s.root.Shutdown(progress)
 	if saved > 0 || failed > 0 {
 		s.logger.Printf("saved %d keep file(s) to %s", saved, s.keepDir)

@@ -187,6 +187,8 @@ func printMountStats(w io.Writer, root string, s fsnode.MountStats) {
 	if s.KeepDir != "" {
 		fmt.Fprintf(w, "  keep dir:   %s\n", s.KeepDir)
 	}
+	fmt.Fprintf(w, "  transport:  %s\n", s.Requests.Transport)
+	fmt.Fprintf(w, "  requests:   %s\n", describeRequests(s.Requests))
 	fmt.Fprintf(w, "  uptime:     %s\n", time.Duration(s.UptimeSeconds*float64(time.Second)).Round(time.Second))
 }
 
@@ -226,4 +228,21 @@ func getXattr(path, name string) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
+}
+
+// describeRequests counts requests by transport: per io_uring queue, and
+// /dev/fuse's (FORGETs apart: they never come on a ring).
+func describeRequests(r fsnode.TransportStats) string {
+	var parts []string
+	if len(r.Ring) > 0 {
+		var total uint64
+		per := make([]string, len(r.Ring))
+		for i, n := range r.Ring {
+			total += n
+			per[i] = fmt.Sprint(n)
+		}
+		parts = append(parts, fmt.Sprintf("%d on io_uring (per queue %s)", total, strings.Join(per, " ")))
+	}
+	parts = append(parts, fmt.Sprintf("%d on /dev/fuse, %d forgets", r.DevFuse, r.Forgets))
+	return strings.Join(parts, ", ")
 }

@@ -48,6 +48,7 @@ type config struct {
 	bigOps     int           // operations of each random big-* workload ...
 	bigTime    time.Duration // ... unless this time runs out first
 	rssFiles   int           // empty files of rss-100k
+	latOps     int           // operations of each lat-* workload
 	assets     *assets       // what tree-*, compile and run-true use (real.go)
 	only       []string      // workload name prefixes to run; nil: all
 	workloads  []workload    // what -only selects, in run order
@@ -108,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.repo, "repo", "", "tmpmount repository root (default: found from the working directory)")
 	fs.StringVar(&cfg.bin, "bin", "", "tmpmount binary to use instead of building one")
-	fs.Var(&variants, "variant", "tmpmount variant `name=PATH[,flag,flag...]`, repeatable; an empty PATH means the built (or -bin) binary\n(default: tmpmount= , tmpmount-nopt=,--no-passthrough and tmpmount-ram=,--max-size=0)")
+	fs.Var(&variants, "variant", "tmpmount variant `name=PATH[,flag,flag...]`, repeatable; an empty PATH means the built (or -bin) binary\n(default: tmpmount= (FUSE over io_uring where the kernel has it), tmpmount-dev=,--no-uring (/dev/fuse), tmpmount-nopt=,--no-passthrough and tmpmount-ram=,--max-size=0)")
 	fs.StringVar(&cfg.diskDir, "disk-dir", "/var/tmp", "directory on the disk to compare with; spill dirs and mount points go there too")
 	fs.IntVar(&cfg.runs, "runs", 3, "repetitions, interleaved across targets")
 	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: seq 64 MiB, 500 small files, 20 MiB files, big 64 MiB and 2000 ops, tree src/fmt+src/strconv, compile of an import-free main, run-true 2 times, rss 20000 files, 1 run, data verified; no timing asserted")
@@ -119,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.bigOps, "big-ops", defaultBigOps, "4 KiB operations of each random big-* workload (big-rand-read, big-rand-write, big-mmap-rand-rw) ...")
 	fs.DurationVar(&cfg.bigTime, "big-time", defaultBigTime, "... unless this time budget runs out first (the rate is of the operations done)")
 	fs.IntVar(&cfg.rssFiles, "rss-files", 100000, "number of empty files rss-100k creates")
+	fs.IntVar(&cfg.latOps, "lat-ops", defaultLatOps, "operations timed by each lat-* workload")
 	fs.StringVar(&only, "only", "", "run only the workloads whose names start with one of these comma-separated `PREFIXES` (e.g. big-), and those whose files they read")
 	fs.BoolVar(&cfg.verify, "verify", false, "check every byte read back against what was written (on with -quick)")
 	fs.StringVar(&cfg.dropCaches, "drop-caches", dropDisk, "before read workloads, sync and drop the page cache on: disk, all (every target), none")
@@ -149,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if len(cfg.variants) == 0 {
 		cfg.variants = []*variant{
 			{name: "tmpmount"},
+			{name: "tmpmount-dev", args: []string{"--no-uring"}},
 			{name: "tmpmount-nopt", args: []string{"--no-passthrough"}},
 			{name: "tmpmount-ram", args: []string{"--max-size=0"}},
 		}
@@ -181,6 +184,9 @@ func applyQuick(cfg *config, set map[string]bool) {
 	if !set["rss-files"] {
 		cfg.rssFiles = 20000
 	}
+	if !set["lat-ops"] {
+		cfg.latOps = 500
+	}
 	cfg.assets.treeDirs = treeDirsQuick
 	cfg.assets.modImport = compileImportsQuick
 	cfg.assets.runTrueRuns = 2
@@ -198,8 +204,8 @@ func checkConfig(cfg *config) error {
 		return fmt.Errorf("-runs %d: need at least 1", cfg.runs)
 	case cfg.seqSize < mib || cfg.seqSize%mib != 0:
 		return fmt.Errorf("-seq-size %d: must be a positive multiple of 1 MiB (the write size)", cfg.seqSize)
-	case cfg.smallCount < 1 || cfg.mibCount < 1 || cfg.rssFiles < 1:
-		return fmt.Errorf("-small-count, -mib-count and -rss-files must be at least 1")
+	case cfg.smallCount < 1 || cfg.mibCount < 1 || cfg.rssFiles < 1 || cfg.latOps < 1:
+		return fmt.Errorf("-small-count, -mib-count, -rss-files and -lat-ops must be at least 1")
 	case cfg.bigSize < mib || cfg.bigSize%mib != 0:
 		return fmt.Errorf("-big-size %d: must be a positive multiple of 1 MiB (the write size)", cfg.bigSize)
 	case cfg.bigOps < 1 || cfg.bigTime <= 0:
@@ -317,6 +323,7 @@ func run(cfg *config, cl *cleaner, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	uringNote := enableURing(cl)
 	if err := resolveBinaries(cfg, work, stderr); err != nil {
 		return err
 	}
@@ -332,6 +339,7 @@ func run(cfg *config, cl *cleaner, stdout, stderr io.Writer) error {
 		}
 	}
 	hdr := collectHeader(cfg, work, targets)
+	hdr.URing = uringNote
 	printHeader(stdout, hdr)
 
 	var results []result
@@ -349,6 +357,7 @@ func run(cfg *config, cl *cleaner, stdout, stderr io.Writer) error {
 	rows := summarize(targets, cfg.workloads, results)
 	printTable(stdout, rows, cfg)
 	fmt.Fprintln(stdout)
+	printDaemonTable(stdout, targets, cfg.workloads, results)
 	checkMounts(stdout, targets, results)
 	hdr.LoadEnd = loadAvg()
 	fmt.Fprintf(stdout, "load averages at the end: %s\n", hdr.LoadEnd)

@@ -30,6 +30,13 @@ type result struct {
 	// DaemonIO: bytes the daemon read and wrote (rchar + wchar) during
 	// the workload, setup included; tmpmount targets only.
 	DaemonIO *int64 `json:"daemon_io_bytes,omitempty"`
+	// Requests: FUSE requests the daemon served during the workload, every
+	// transport and FORGETs included (its user.tmpmount.stats); DaemonCPUNS
+	// its CPU time (all threads, /proc/PID/task/*/schedstat). tmpmount
+	// targets only.
+	Requests    *int64 `json:"requests,omitempty"`
+	DaemonCPUNS *int64 `json:"daemon_cpu_ns,omitempty"`
+	CountedOps  int64  `json:"counted_ops,omitempty"` // the operations Requests covers (warm-up included)
 }
 
 // summaryRow is the median of one workload on one target over the runs.

@@ -50,6 +50,8 @@ type header struct {
 	Verify      bool          `json:"verify"`
 	DropCaches  string        `json:"drop_caches"`
 	Method      []string      `json:"method"`
+	URing       string        `json:"uring"` // what the bench did with enable_uring
+	LatOps      int           `json:"lat_ops,omitempty"`
 }
 
 type variantInfo struct {
@@ -64,6 +66,7 @@ type variantInfo struct {
 	// Passthrough as the probe daemon's "serving" line gave it: "on", or
 	// "off (reason)".
 	Passthrough string `json:"passthrough"`
+	Transport   string `json:"transport"` // likewise: io_uring (N queues) or /dev/fuse (why)
 }
 
 func collectHeader(cfg *config, work string, targets []*target) *header {
@@ -78,6 +81,7 @@ func collectHeader(cfg *config, work string, targets []*target) *header {
 		GoFuseGoMod: goFuseFromGoMod(cfg.repo),
 		DiskDir:     cfg.diskDir,
 		Runs:        cfg.runs,
+		LatOps:      cfg.latOps,
 		SeqSize:     cfg.seqSize,
 		SmallCount:  cfg.smallCount,
 		MibCount:    cfg.mibCount,
@@ -126,7 +130,7 @@ func collectHeader(cfg *config, work string, targets []*target) *header {
 func describeVariant(t *target, work string) variantInfo {
 	v := t.variant
 	vi := variantInfo{
-		Name: v.name, Binary: v.bin, Flags: v.args, Mount: t.probed, Passthrough: t.passthrough,
+		Name: v.name, Binary: v.bin, Flags: v.args, Mount: t.probed, Passthrough: t.passthrough, Transport: t.transport,
 		// The probe's paths stand for the fresh ones of every run.
 		Command: strings.ReplaceAll(t.cmdline, work+"/", "WORK/"),
 		SHA256:  fileSHA256(v.bin),
@@ -230,6 +234,9 @@ func printHeader(w io.Writer, h *header) {
 	if h.RSSFiles > 0 {
 		p("rss", "%d empty files", h.RSSFiles)
 	}
+	if h.URing != "" {
+		p("io_uring", "%s", h.URing)
+	}
 	p("workloads", "%s", strings.Join(h.Workloads, ", "))
 	fmt.Fprintln(w, "targets:")
 	width := len("tmpfs")
@@ -243,7 +250,7 @@ func printHeader(w io.Writer, h *header) {
 		t(v.Name, "%s", v.Command)
 		t("", "%s; built with %s; sha256 %s", v.Version, v.Build, v.SHA256)
 		t("", "seen as %s", v.Mount)
-		t("", "passthrough %s (its \"serving\" line)", v.Passthrough)
+		t("", "passthrough %s, transport %s (its \"serving\" line)", v.Passthrough, v.Transport)
 	}
 	fmt.Fprintln(w, "method:")
 	for _, line := range h.Method {

@@ -40,6 +40,7 @@ type target struct {
 	// passthrough is tmpmount's FUSE passthrough state as the probe
 	// daemon's "serving" line gave it: "on" or "off (reason)".
 	passthrough string
+	transport   string // the same line's request path: io_uring (N queues) or /dev/fuse (why)
 }
 
 func makeTargets(cfg *config) []*target {
@@ -60,6 +61,7 @@ type instance struct {
 	mount       *mountEntry // nil for the disk target
 	pid         int         // the daemon, for tmpmount targets
 	passthrough string      // tmpmount targets: as this daemon's "serving" line says
+	transport   string      // tmpmount targets: io_uring or /dev/fuse, as the serving line says
 	work        string      // the bench's work dir, where the instance was made
 	label       string      // the run's label: run1, probe...
 	cl          *cleaner
@@ -108,6 +110,7 @@ func probe(cl *cleaner, work string, t *target) error {
 	}
 	t.probed = in.mount
 	t.passthrough = in.passthrough
+	t.transport = in.transport
 	if t.kind == kindDisk {
 		if t.probed, err = mountContaining(in.dir); err != nil {
 			return errors.Join(err, in.teardown())
@@ -163,7 +166,7 @@ func (in *instance) mountTmpmount(work, label string) error {
 	// The daemon decides on passthrough after the mount appears and says
 	// so in its "serving" line: a file opened before that line would not
 	// be a passthrough one, so every instance waits for it.
-	in.passthrough, err = d.waitServing(mountDeadline)
+	in.passthrough, in.transport, err = d.waitServing(mountDeadline)
 	return err
 }
 
@@ -272,28 +275,39 @@ func (d *daemon) waitMounted(deadline time.Duration) (*mountEntry, error) {
 
 // waitServing waits for the daemon's "serving ..." line and returns its
 // passthrough state: "on", or "off (reason)".
-func (d *daemon) waitServing(deadline time.Duration) (string, error) {
+func (d *daemon) waitServing(deadline time.Duration) (passthrough, transport string, err error) {
 	end := time.Now().Add(deadline)
 	for {
 		if line, ok := d.servingLine(); ok {
-			_, state, found := strings.Cut(line, ", passthrough ")
-			if !found {
-				return "unknown (the serving line does not say: an older tmpmount?)", nil
-			}
-			// The line ends with the ")" that closes "(max-size ...".
-			return strings.TrimSuffix(strings.TrimSpace(state), ")"), nil
+			passthrough, transport = servingField(line, "passthrough"), servingField(line, "transport")
+			return passthrough, transport, nil
 		}
 		select {
 		case <-d.done:
 			d.told = true
-			return "", fmt.Errorf("%s exited after mounting: %v\n%s", strings.Join(d.cmd.Args, " "), d.waitErr, d.logTail(20))
+			return "", "", fmt.Errorf("%s exited after mounting: %v\n%s", strings.Join(d.cmd.Args, " "), d.waitErr, d.logTail(20))
 		default:
 		}
 		if time.Now().After(end) {
-			return "", fmt.Errorf("tmpmount at %s printed no \"serving\" line within %v\n%s", d.mp, deadline, d.logTail(20))
+			return "", "", fmt.Errorf("tmpmount at %s printed no \"serving\" line within %v\n%s", d.mp, deadline, d.logTail(20))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// servingField returns what the serving line says after ", NAME ", up to
+// the next field or the ")" that closes "(max-size ...".
+func servingField(line, name string) string {
+	_, rest, found := strings.Cut(line, ", "+name+" ")
+	if !found {
+		return "unknown (the serving line does not say: an older tmpmount?)"
+	}
+	for _, next := range []string{", passthrough ", ", transport "} {
+		if i := strings.Index(rest, next); i >= 0 {
+			rest = rest[:i]
+		}
+	}
+	return strings.TrimSuffix(strings.TrimSpace(rest), ")")
 }
 
 // servingLine returns the daemon's "serving ..." log line, if it has

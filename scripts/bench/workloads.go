@@ -30,7 +30,7 @@ const (
 
 // lowerIsBetter says whether a smaller value of unit is the better one.
 func lowerIsBetter(unit string) bool {
-	return unit == unitSec || unit == unitMiB || unit == unitPerFile
+	return unit == unitSec || unit == unitMiB || unit == unitPerFile || unit == unitNs
 }
 
 const smallSize = 4096 // bytes of each small-* file
@@ -46,6 +46,9 @@ type measure struct {
 	// Value is the figure of workloads that measure no rate or time
 	// (MiB, B/file): see value.
 	Value float64
+	// CountedOps is the operations the daemon's request and CPU counters
+	// cover (Ops plus untimed warm-up ones); 0 means Ops.
+	CountedOps int64
 }
 
 func (m measure) value(unit string) float64 {
@@ -55,6 +58,11 @@ func (m measure) value(unit string) float64 {
 		return m.Value
 	case unitSec:
 		return s
+	case unitNs:
+		if m.Ops <= 0 {
+			return 0
+		}
+		return float64(m.Elapsed.Nanoseconds()) / float64(m.Ops)
 	}
 	if s <= 0 {
 		return 0
@@ -106,6 +114,8 @@ var workloads = []workload{
 	{name: "small-unlink", unit: unitOps, after: "small-create", timed: "per file: unlink(2)", run: smallUnlink},
 	{name: "mib-write", unit: unitMBps, timed: "per file: open(O_CREAT) + one 1 MiB write + close", run: mibWrite},
 	{name: "mib-read", unit: unitMBps, reads: true, after: "mib-write", timed: "per file: open + 1 MiB read + close", run: mibRead},
+	// latency.go
+	latencyWorkloads[0], latencyWorkloads[1], latencyWorkloads[2], latencyWorkloads[3], latencyWorkloads[4],
 	// big.go
 	{name: "big-seq-write", unit: unitMBps, spillGoal: bigGoal, timed: "create, write(2)s of 1 MiB + close(2), no fsync (on tmpmount the file is in RAM when created, so this open is served by the daemon, passthrough or not)", run: bigSeqWrite},
 	{name: "big-seq-read", unit: unitMBps, dropEvery: true, after: "big-seq-write", spillGoal: bigGoal, timed: "after a fresh open(O_RDONLY) (a passthrough one on tmpmount where passthrough is on): read(2)s of 1 MiB to EOF + close(2)", run: bigSeqRead},
@@ -201,9 +211,17 @@ func runWorkloads(cfg *config, in *instance, run, pos int, stderr io.Writer) (ou
 			pid = 0
 		}
 		io0 := daemonIO(pid)
+		c0, counted := daemonCounters{}, false
+		if pid != 0 {
+			c0, counted = readDaemonCounters(in.dir, pid)
+		}
 		m, err := wl.run(w, in.dir)
 		if err != nil {
 			return out, fmt.Errorf("%s on %s: %w", wl.name, in.target.name, err)
+		}
+		var c1 daemonCounters
+		if counted {
+			c1, counted = readDaemonCounters(in.dir, pid)
 		}
 		r := result{
 			Run: run + 1, Position: pos + 1, Target: in.target.name, Kind: in.target.kind,
@@ -216,10 +234,22 @@ func runWorkloads(cfg *config, in *instance, run, pos int, stderr io.Writer) (ou
 			moved := io1 - io0
 			r.DaemonIO = &moved
 		}
+		if counted {
+			// Less the GETXATTR that read the counters.
+			reqs, cpu := c1.requests-c0.requests-1, c1.cpuNS-c0.cpuNS
+			r.Requests, r.DaemonCPUNS = &reqs, &cpu
+			r.CountedOps = m.CountedOps
+			if r.CountedOps == 0 {
+				r.CountedOps = m.Ops
+			}
+		}
 		out = append(out, r)
 		note := m.Residency
 		if r.DaemonIO != nil {
 			note += fmt.Sprintf(" (daemon I/O %s)", formatMB(float64(*r.DaemonIO)))
+		}
+		if r.Requests != nil && r.CountedOps > 0 && *r.Requests > 0 {
+			note += fmt.Sprintf(" (%.1f requests/op, daemon CPU %.2f µs/request)", float64(*r.Requests)/float64(r.CountedOps), float64(*r.DaemonCPUNS)/1e3/float64(*r.Requests))
 		}
 		fmt.Fprintln(stderr, strings.TrimRight(fmt.Sprintf("  %-17s %10s %-6s %s", wl.name, formatValue(r.Value), wl.unit, note), " "))
 	}
