@@ -88,11 +88,18 @@ type request struct {
 	in  [inScratch / 8]uint64
 	out [outScratch / 8]uint64
 	iov [1][]byte
+	// cancel is handed to the filesystem with each request, as go-fuse
+	// hands each request a channel of its own: tmpmount keys what it
+	// carries from its raw wrapper to the node methods by it. An entry
+	// serves one request at a time, so one channel per entry will do; it
+	// is never closed (interrupts are not acted on).
+	cancel chan struct{}
 }
 
 func (r *request) init(e *entry) {
 	r.e = e
 	r.fs = e.q.t.fs
+	r.cancel = make(chan struct{})
 }
 
 func (r *request) inPtr() unsafe.Pointer  { return unsafe.Pointer(&r.in[0]) }
@@ -190,23 +197,23 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 		if !ok {
 			return status(fuse.EINVAL)
 		}
-		return fixed(entryOutSize, fs.Lookup(nil, h, n, (*fuse.EntryOut)(out)))
+		return fixed(entryOutSize, fs.Lookup(r.cancel, h, n, (*fuse.EntryOut)(out)))
 	case opGetattr:
-		return fixed(attrOutSize, fs.GetAttr(nil, (*fuse.GetAttrIn)(in), (*fuse.AttrOut)(out)))
+		return fixed(attrOutSize, fs.GetAttr(r.cancel, (*fuse.GetAttrIn)(in), (*fuse.AttrOut)(out)))
 	case opSetattr:
-		return fixed(attrOutSize, fs.SetAttr(nil, (*fuse.SetAttrIn)(in), (*fuse.AttrOut)(out)))
+		return fixed(attrOutSize, fs.SetAttr(r.cancel, (*fuse.SetAttrIn)(in), (*fuse.AttrOut)(out)))
 	case opOpen:
-		return fixed(openOutSize, fs.Open(nil, (*fuse.OpenIn)(in), (*fuse.OpenOut)(out)))
+		return fixed(openOutSize, fs.Open(r.cancel, (*fuse.OpenIn)(in), (*fuse.OpenOut)(out)))
 	case opCreate:
 		n, _, ok := name(payload)
 		if !ok {
 			return status(fuse.EINVAL)
 		}
-		return fixed(createOutSize, fs.Create(nil, (*fuse.CreateIn)(in), n, (*fuse.CreateOut)(out)))
+		return fixed(createOutSize, fs.Create(r.cancel, (*fuse.CreateIn)(in), n, (*fuse.CreateOut)(out)))
 	case opTmpfile:
-		return fixed(createOutSize, fs.Tmpfile(nil, (*fuse.CreateIn)(in), (*fuse.CreateOut)(out)))
+		return fixed(createOutSize, fs.Tmpfile(r.cancel, (*fuse.CreateIn)(in), (*fuse.CreateOut)(out)))
 	case opRelease:
-		fs.Release(nil, (*fuse.ReleaseIn)(in))
+		fs.Release(r.cancel, (*fuse.ReleaseIn)(in))
 		return status(fuse.OK)
 	case opReleasedir:
 		fs.ReleaseDir((*fuse.ReleaseIn)(in))
@@ -217,9 +224,9 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 			return status(fuse.EINVAL)
 		}
 		if h.Opcode == opUnlink {
-			return status(fs.Unlink(nil, h, n))
+			return status(fs.Unlink(r.cancel, h, n))
 		}
-		return status(fs.Rmdir(nil, h, n))
+		return status(fs.Rmdir(r.cancel, h, n))
 	case opRead:
 		return r.read((*fuse.ReadIn)(in))
 	case opWrite:
@@ -228,28 +235,28 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 		r.iov[0] = data
 		wo := (*fuse.WriteOut)(out)
 		var st fuse.Status
-		wo.Size, st = fs.Writev(nil, wi, r.iov[:])
+		wo.Size, st = fs.Writev(r.cancel, wi, r.iov[:])
 		if st == fuse.ENOSYS {
-			wo.Size, st = fs.Write(nil, wi, data)
+			wo.Size, st = fs.Write(r.cancel, wi, data)
 		}
 		r.iov[0] = nil
 		return fixed(writeOutSize, st)
 	case opFlush:
-		return status(fs.Flush(nil, (*fuse.FlushIn)(in)))
+		return status(fs.Flush(r.cancel, (*fuse.FlushIn)(in)))
 	case opFsync:
-		return status(fs.Fsync(nil, (*fuse.FsyncIn)(in)))
+		return status(fs.Fsync(r.cancel, (*fuse.FsyncIn)(in)))
 	case opFsyncdir:
-		return status(fs.FsyncDir(nil, (*fuse.FsyncIn)(in)))
+		return status(fs.FsyncDir(r.cancel, (*fuse.FsyncIn)(in)))
 	case opOpendir:
-		return fixed(openOutSize, fs.OpenDir(nil, (*fuse.OpenIn)(in), (*fuse.OpenOut)(out)))
+		return fixed(openOutSize, fs.OpenDir(r.cancel, (*fuse.OpenIn)(in), (*fuse.OpenOut)(out)))
 	case opReaddir, opReaddirplus:
 		ri := (*fuse.ReadIn)(in)
 		l := fuse.NewDirEntryList(r.e.payload[:min(int(ri.Size), len(r.e.payload))], ri.Offset)
 		var st fuse.Status
 		if h.Opcode == opReaddir {
-			st = fs.ReadDir(nil, ri, l)
+			st = fs.ReadDir(r.cancel, ri, l)
 		} else {
-			st = fs.ReadDirPlus(nil, ri, l)
+			st = fs.ReadDirPlus(r.cancel, ri, l)
 		}
 		return reply{n: len(l.Bytes()), direct: true, st: st}
 	case opMknod, opMkdir:
@@ -258,37 +265,37 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 			return status(fuse.EINVAL)
 		}
 		if h.Opcode == opMknod {
-			return fixed(entryOutSize, fs.Mknod(nil, (*fuse.MknodIn)(in), n, (*fuse.EntryOut)(out)))
+			return fixed(entryOutSize, fs.Mknod(r.cancel, (*fuse.MknodIn)(in), n, (*fuse.EntryOut)(out)))
 		}
-		return fixed(entryOutSize, fs.Mkdir(nil, (*fuse.MkdirIn)(in), n, (*fuse.EntryOut)(out)))
+		return fixed(entryOutSize, fs.Mkdir(r.cancel, (*fuse.MkdirIn)(in), n, (*fuse.EntryOut)(out)))
 	case opSymlink:
 		link, rest, ok := name(payload)
 		target, _, ok2 := name(rest)
 		if !ok || !ok2 {
 			return status(fuse.EINVAL)
 		}
-		return fixed(entryOutSize, fs.Symlink(nil, h, target, link, (*fuse.EntryOut)(out)))
+		return fixed(entryOutSize, fs.Symlink(r.cancel, h, target, link, (*fuse.EntryOut)(out)))
 	case opLink:
 		n, _, ok := name(payload)
 		if !ok {
 			return status(fuse.EINVAL)
 		}
-		return fixed(entryOutSize, fs.Link(nil, (*fuse.LinkIn)(in), n, (*fuse.EntryOut)(out)))
+		return fixed(entryOutSize, fs.Link(r.cancel, (*fuse.LinkIn)(in), n, (*fuse.EntryOut)(out)))
 	case opRename, opRename2:
 		from, rest, ok := name(payload)
 		to, _, ok2 := name(rest)
 		if !ok || !ok2 {
 			return status(fuse.EINVAL)
 		}
-		return status(fs.Rename(nil, (*fuse.RenameIn)(in), from, to))
+		return status(fs.Rename(r.cancel, (*fuse.RenameIn)(in), from, to))
 	case opReadlink:
-		data, st := fs.Readlink(nil, h)
+		data, st := fs.Readlink(r.cancel, h)
 		if st != fuse.OK {
 			return status(st)
 		}
 		return reply{n: copy(r.e.payload, data), direct: true}
 	case opStatfs:
-		return fixed(statfsOutSize, fs.StatFs(nil, h, (*fuse.StatfsOut)(out)))
+		return fixed(statfsOutSize, fs.StatFs(r.cancel, h, (*fuse.StatfsOut)(out)))
 	case opGetxattr, opListxattr:
 		return r.getxattr(h, payload)
 	case opSetxattr:
@@ -298,32 +305,32 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 		}
 		si := (*fuse.SetXAttrIn)(in)
 		value = value[:min(int(si.Size), len(value))]
-		return status(fs.SetXAttr(nil, si, n, value))
+		return status(fs.SetXAttr(r.cancel, si, n, value))
 	case opRemovexattr:
 		n, _, ok := name(payload)
 		if !ok {
 			return status(fuse.EINVAL)
 		}
-		return status(fs.RemoveXAttr(nil, h, n))
+		return status(fs.RemoveXAttr(r.cancel, h, n))
 	case opAccess:
-		return status(fs.Access(nil, (*fuse.AccessIn)(in)))
+		return status(fs.Access(r.cancel, (*fuse.AccessIn)(in)))
 	case opFallocate:
-		return status(fs.Fallocate(nil, (*fuse.FallocateIn)(in)))
+		return status(fs.Fallocate(r.cancel, (*fuse.FallocateIn)(in)))
 	case opLseek:
-		return fixed(lseekOutSize, fs.Lseek(nil, (*fuse.LseekIn)(in), (*fuse.LseekOut)(out)))
+		return fixed(lseekOutSize, fs.Lseek(r.cancel, (*fuse.LseekIn)(in), (*fuse.LseekOut)(out)))
 	case opCopyFileRange:
 		wo := (*fuse.WriteOut)(out)
 		var st fuse.Status
-		wo.Size, st = fs.CopyFileRange(nil, (*fuse.CopyFileRangeIn)(in))
+		wo.Size, st = fs.CopyFileRange(r.cancel, (*fuse.CopyFileRangeIn)(in))
 		return fixed(writeOutSize, st)
 	case opGetlk:
-		return fixed(lkOutSize, fs.GetLk(nil, (*fuse.LkIn)(in), (*fuse.LkOut)(out)))
+		return fixed(lkOutSize, fs.GetLk(r.cancel, (*fuse.LkIn)(in), (*fuse.LkOut)(out)))
 	case opSetlk:
-		return status(fs.SetLk(nil, (*fuse.LkIn)(in)))
+		return status(fs.SetLk(r.cancel, (*fuse.LkIn)(in)))
 	case opSetlkw:
-		return status(fs.SetLkw(nil, (*fuse.LkIn)(in)))
+		return status(fs.SetLkw(r.cancel, (*fuse.LkIn)(in)))
 	case opStatx:
-		return fixed(statxOutSize, fs.Statx(nil, (*fuse.StatxIn)(in), (*fuse.StatxOut)(out)))
+		return fixed(statxOutSize, fs.Statx(r.cancel, (*fuse.StatxIn)(in), (*fuse.StatxOut)(out)))
 	case opIoctl:
 		return r.ioctl((*fuse.IoctlIn)(in), payload)
 	case opDestroy:
@@ -337,7 +344,7 @@ func (r *request) dispatch(h *fuse.InHeader, payload []byte) reply {
 
 func (r *request) read(ri *fuse.ReadIn) reply {
 	buf := r.e.payload[:min(int(ri.Size), len(r.e.payload))]
-	rr, st := r.fs.Read(nil, ri, buf)
+	rr, st := r.fs.Read(r.cancel, ri, buf)
 	if st != fuse.OK {
 		if rr != nil {
 			rr.Done()
@@ -371,9 +378,9 @@ func (r *request) getxattr(h *fuse.InHeader, payload []byte) reply {
 		if !ok {
 			return status(fuse.EINVAL)
 		}
-		n, st = r.fs.GetXAttr(nil, h, attr, dest)
+		n, st = r.fs.GetXAttr(r.cancel, h, attr, dest)
 	} else {
-		n, st = r.fs.ListXAttr(nil, h, dest)
+		n, st = r.fs.ListXAttr(r.cancel, h, dest)
 	}
 	if gi.Size == 0 {
 		if st == fuse.ERANGE {
@@ -390,7 +397,7 @@ func (r *request) ioctl(ii *fuse.IoctlIn, payload []byte) reply {
 	inbuf := bytes.Clone(payload)
 	outbuf := make([]byte, min(int(ii.OutSize), len(r.e.payload)-ioctlOutSize))
 	io := (*fuse.IoctlOut)(r.outPtr())
-	st := r.fs.Ioctl(nil, ii, inbuf, io, outbuf)
+	st := r.fs.Ioctl(r.cancel, ii, inbuf, io, outbuf)
 	if st != fuse.OK {
 		return status(st)
 	}

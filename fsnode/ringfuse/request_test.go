@@ -14,13 +14,15 @@ import (
 type fakeFS struct {
 	fuse.RawFileSystem
 	names   []string
+	cancels []<-chan struct{}
 	data    []byte
 	caller  fuse.Caller
 	renamed *fuse.RenameIn
 }
 
-func (f *fakeFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+func (f *fakeFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	f.names = append(f.names, name)
+	f.cancels = append(f.cancels, cancel)
 	f.caller = h.Caller
 	if name == "missing" {
 		return fuse.ENOENT
@@ -104,6 +106,14 @@ func TestLookupDecodesNameAndEncodesEntry(t *testing.T) {
 	got := (*fuse.EntryOut)(unsafe.Pointer(&out[0]))
 	if got.NodeId != 42 || got.Attr.Size != 7 || fs.names[0] != "file" || fs.caller.Uid != 1001 || fs.caller.Pid != 1234 {
 		t.Errorf("entry %+v, name %q, caller %+v", got, fs.names, fs.caller)
+	}
+	// tmpmount keys what its raw wrapper passes to node methods by the
+	// request's cancel channel, as go-fuse gives each request one.
+	if fs.cancels[0] == nil {
+		t.Errorf("the request's cancel channel is nil")
+	}
+	if other := testEntry(fs); other.req.cancel == e.req.cancel {
+		t.Errorf("two entries share a cancel channel")
 	}
 
 	e.put(opLookup, 1, nil, []byte("missing\x00"))
