@@ -233,6 +233,14 @@ func (d *Dir) openExisting(ctx context.Context, name string, flags uint32, out *
 		return nil, nil, 0, syscall.EEXIST
 	}
 	fh, fuseFlags, errno := f.Open(ctx, flags)
+	if errno == syscall.ESTALE {
+		// The close policy took the name between the lookup above and
+		// the open: the name is free again. ESTALE is for a kernel that
+		// opens a name it looked up itself; here it would reach the
+		// caller when this CREATE is already the kernel's retry.
+		d.root.staleOpens.take(callerOf(ctx).Pid)
+		return nil, nil, 0, syscall.ENOENT
+	}
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
