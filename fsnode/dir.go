@@ -55,14 +55,18 @@ func (d *Dir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 	}
 	d.root.tree.RLock()
 	child := d.entries.get(name)
-	if f, ok := child.(*File); ok {
-		f.lookedUp()
+	f, isFile := child.(*File)
+	if isFile {
+		f.addKernelRef() // the reply hands the kernel one (kernelrefs.go)
 	}
 	d.root.tree.RUnlock()
 	if child == nil {
 		return nil, syscall.ENOENT
 	}
 	if errno := child.fillAttr(&out.Attr); errno != 0 {
+		if isFile {
+			f.dropKernelRefs(1)
+		}
 		return nil, errno
 	}
 	return child.EmbeddedInode(), 0
@@ -224,15 +228,21 @@ const maxCreateTries = 100
 func (d *Dir) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	d.root.tree.RLock()
 	child := d.entries.get(name)
+	f, ok := child.(*File)
+	if ok {
+		f.addKernelRef() // the reply hands the kernel one (kernelrefs.go)
+	}
 	d.root.tree.RUnlock()
 	if child == nil {
 		return nil, nil, 0, syscall.ENOENT
 	}
-	f, ok := child.(*File)
 	if !ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
 	fh, fuseFlags, errno := f.Open(ctx, flags)
+	if errno != 0 {
+		f.dropKernelRefs(1) // no entry in an error reply
+	}
 	if errno == syscall.ESTALE {
 		// The close policy took the name between the lookup above and
 		// the open: the name is free again. ESTALE is for a kernel that
@@ -327,7 +337,7 @@ func (d *Dir) Link(ctx context.Context, target fs.InodeEmbedder, name string, ou
 	}
 	d.linkLocked(name, child)
 	if isFile {
-		f.lookedUp()
+		f.addKernelRef() // the reply hands the kernel one (kernelrefs.go)
 	}
 	if isFile && len(f.names) == 1 {
 		// A file's first name (an O_TMPFILE file linked into place) is

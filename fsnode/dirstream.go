@@ -130,9 +130,10 @@ func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEn
 }
 
 // ReadDirPlus answers each entry with a lookup, as go-fuse's bridge does:
-// go-fuse's own Lookup counts the kernel's new reference to the node. The
-// entry goes into the reply first: an entry that did not fit would leave
-// a reference the kernel never got, and so never forgets.
+// the lookup counts the kernel's new reference to the node (go-fuse's
+// count, and File.kernelRefs). The entry goes into the reply first: an
+// entry that did not fit would leave a reference the kernel never got,
+// and so never forgets.
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	s := r.root.streams.get(in.Fh)
 	if s == nil {

@@ -80,11 +80,10 @@ func (d *Dir) LookupNode(ctx context.Context, ino uint64, out *fuse.EntryOut) (*
 	if n == nil {
 		return nil, syscall.ESTALE
 	}
+	// A file's reference is counted by rawFS.lookupSelf, which go-fuse
+	// does not always pass through here.
 	r.tree.RLock()
 	named := n.base().links() > 0
-	if f, ok := n.(*File); ok && named {
-		f.lookedUp()
-	}
 	r.tree.RUnlock()
 	if !named {
 		return nil, syscall.ESTALE
@@ -110,4 +109,29 @@ func (d *Dir) LookupParent(ctx context.Context, out *fuse.EntryOut) (*fs.Inode, 
 		return nil, "", errno
 	}
 	return parent.EmbeddedInode(), name, 0
+}
+
+// lookupSelf serves the LOOKUP of "." in a node. For a file it counts the
+// reference the reply hands the kernel (kernelrefs.go) while the file has
+// a name; go-fuse answers from its own table for a node it still knows,
+// without asking LookupNode. A file without a name is gone, as above.
+func (r *rawFS) lookupSelf(cancel <-chan struct{}, header *fuse.InHeader, out *fuse.EntryOut) fuse.Status {
+	f := r.root.fileByIno(header.NodeId)
+	if f == nil {
+		return r.RawFileSystem.Lookup(cancel, header, ".", out)
+	}
+	r.root.tree.RLock()
+	named := len(f.names) > 0
+	if named {
+		f.addKernelRef()
+	}
+	r.root.tree.RUnlock()
+	if !named {
+		return fuse.Status(syscall.ESTALE)
+	}
+	st := r.RawFileSystem.Lookup(cancel, header, ".", out)
+	if !st.Ok() || out.NodeId == 0 {
+		f.dropKernelRefs(1)
+	}
+	return st
 }

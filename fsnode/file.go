@@ -42,6 +42,10 @@ type File struct {
 	passthroughSeen bool
 	// awaitingForget and orphan: counted in root.reclaims (forget.go).
 	awaitingForget, orphan bool
+	// kernelRefs mirrors the kernel's lookup count of the file: the
+	// references it holds, plus those replies are about to hand it
+	// (kernelrefs.go). Atomic, not guarded by mu.
+	kernelRefs atomic.Int64
 	// ownCtime is the backing file's ctime after the daemon last set its
 	// times: a later one means a write the daemon did not see.
 	ownCtime unix.Timespec

@@ -6,7 +6,7 @@ import (
 )
 
 // A file with no name and no handle left is freed when the kernel forgets
-// it (File.OnForget), not at the unlink or close itself, and the kernel
+// it (File.dropKernelRefs), not at the unlink or close itself, and the kernel
 // sends RELEASE in the background, so even the last handle of a file that
 // a program closed before unlinking it may be counted a moment after the
 // unlink. The daemon serves requests concurrently, so a statfs or a write

@@ -4,21 +4,22 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hanwen/go-fuse/v2/fs"
-
 	"github.com/tmpmount/tmpmount/policy"
 )
 
 // A regular file's life: it gets its policy when made (policy.Entry, kept
 // in File.life under node.mu), counts its handles, and is deleted when the
 // Entry says so: its data freed once it has neither names nor handles nor
-// a kernel reference (OnForget). Under the close policy every name goes
-// when the last handle does; the data, as an unlinked file's, at the
-// forget.
+// a kernel reference (File.kernelRefs). Under the close policy every name
+// goes when the last handle does; the data, as an unlinked file's, at the
+// kernel's last FORGET.
 
+// newFile makes a file for a CREATE, MKNOD or TMPFILE, whose reply hands
+// the kernel its first reference.
 func (r *Root) newFile(ino uint64) *File {
 	f := &File{data: r.store.NewFile(ino)}
 	f.keep.dirty = true // the keep dir has none of it yet
+	f.kernelRefs.Store(1)
 	return f
 }
 
@@ -123,40 +124,13 @@ func (f *File) newHandle(reopenClosed bool) *handle {
 	return h
 }
 
-var _ fs.NodeOnForgetter = (*File)(nil)
-
-// OnForget is go-fuse's word that the kernel holds no reference to the
-// file any more. A file with no name and no handle is freed only then: up
-// to that moment the kernel may still open it (an open racing with an
-// unlink or a rename over the file), and on tmpfs that open succeeds.
-func (f *File) OnForget() {
-	f.mu.Lock()
-	action, reason := f.life.Forgotten(int(f.nlink))
-	awaited := f.awaitingForget
-	f.awaitingForget = false
-	f.mu.Unlock()
-	if awaited {
-		defer f.root.reclaims.removeAwaiting() // once the space is free
-	}
-	if action == policy.Free {
-		f.free(reason, f.lastKnownPath())
-	}
-}
-
 // noteAwaitingForgetLocked counts the file in root.reclaims once only the
 // kernel's reference keeps it. f.mu must be held.
 func (f *File) noteAwaitingForgetLocked() {
-	if !f.awaitingForget && f.life.AwaitingForget(int(f.nlink)) {
+	if !f.awaitingForget && f.life.AwaitingForget(int(f.nlink), f.referenced()) {
 		f.awaitingForget = true
 		f.root.reclaims.addAwaiting()
 	}
-}
-
-// lookedUp records that the kernel is being handed a reference to the file.
-func (f *File) lookedUp() {
-	f.mu.Lock()
-	f.life.LookedUp()
-	f.mu.Unlock()
 }
 
 // linkable reports whether the file may get a new name: not once deleted
@@ -176,7 +150,7 @@ func (f *File) closeHandle(h *handle) {
 	} else {
 		f.cachedOpens--
 	}
-	action, reason, err := f.life.Close(int(f.nlink))
+	action, reason, err := f.life.Close(int(f.nlink), f.referenced())
 	f.noteAwaitingForgetLocked()
 	f.writerClosedLocked(h)
 	f.mu.Unlock()
@@ -191,7 +165,7 @@ func (f *File) closeHandle(h *handle) {
 		path := f.root.removeNames(f)
 		f.updateOrphan()
 		f.mu.Lock()
-		action, reason = f.life.NamesRemoved()
+		action, reason = f.life.NamesRemoved(f.referenced())
 		f.noteAwaitingForgetLocked()
 		f.mu.Unlock()
 		if action == policy.Free {
@@ -255,7 +229,7 @@ func (r *Root) afterUnlink(n inode) {
 		return
 	}
 	f.mu.Lock()
-	action, reason := f.life.Unlinked(int(f.nlink))
+	action, reason := f.life.Unlinked(int(f.nlink), f.referenced())
 	f.noteAwaitingForgetLocked()
 	f.mu.Unlock()
 	f.keepNamesChanged()

@@ -226,7 +226,8 @@ func (l *rateLimit) allow(interval time.Duration) (skipped int, ok bool) {
 }
 
 // awaitInodeRoom gives files just deleted a moment to be forgotten when
-// --inodes leaves no room. Call it without root.tree held: OnForget takes it.
+// --inodes leaves no room. Call it without root.tree held: the forget that
+// frees a file (File.dropKernelRefs) takes it.
 func (r *Root) awaitInodeRoom() {
 	if r.inodesFull() {
 		r.reclaims.waitFreed(reclaimWaitNoSpace)

@@ -9,7 +9,8 @@ import "sync"
 // open gets ENOENT, open(O_CREAT) makes a new file, as for a name that is
 // gone. The retry can find another such file (a writer re-making the name
 // and closing it, in a loop); it is not answered ESTALE a second time,
-// which would reach the caller, but opens that file, as an open racing
+// which would reach the caller, but opens that file (its data stays while
+// the kernel holds a reference to it, kernelrefs.go), as an open racing
 // with an unlink opens the unlinked file on tmpfs.
 //
 // staleOpens tells the retry: the threads (FUSE requests carry the

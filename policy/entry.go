@@ -13,7 +13,7 @@ const (
 	Free
 	// RemoveNames: a close-policy file's last handle is gone; remove every
 	// name it has (then report NamesRemoved: the data goes once the
-	// kernel has forgotten the file, as an unlinked file's does).
+	// kernel holds no reference to the file, as an unlinked file's does).
 	RemoveNames
 )
 
@@ -48,10 +48,14 @@ func (r Reason) String() string {
 
 // Entry is one regular file's lifecycle: its policy, where that came from,
 // its open handles (every FUSE open and create counts; the kernel keeps a
-// handle open for as long as a mapping of it exists), whether the kernel
-// still references it, and whether it is gone. The link count is the
-// filesystem's; it is passed in. An Entry is not safe for concurrent use:
-// the filesystem guards it with the file's lock.
+// handle open for as long as a mapping of it exists), and whether it is
+// gone. The link count and whether the kernel holds a reference to the
+// file (its lookup count is not zero) are the filesystem's; they are
+// passed in. Until the kernel holds none, a file without names or
+// handles keeps its data: the kernel may still open it, as an open racing
+// with an unlink or a rename over it does, and tmpfs lets that open
+// succeed. An Entry is not safe for concurrent use: the filesystem guards
+// it with the file's lock.
 type Entry struct {
 	own       Policy // the file's own user.tmpmount.delete, or Unset
 	inherited Policy // from the nearest ancestor directory when made, or Unset
@@ -60,13 +64,8 @@ type Entry struct {
 	opens     int
 	gone      bool
 	// closed: the close policy took the file's names; it is deleted by
-	// close, though its data goes only at the kernel's forget.
+	// close, though its data goes only once the kernel has forgotten it.
 	closed bool
-	// forgotten: the kernel holds no reference to the file (it sent
-	// FORGET). Until then a file without names or handles keeps its data:
-	// the kernel may still open it, as an open racing with an unlink or a
-	// rename over it does, and tmpfs lets that open succeed.
-	forgotten bool
 }
 
 // NewEntry starts the lifecycle of a file made at path, having inherited
@@ -118,8 +117,9 @@ func (e *Entry) Open() error {
 	return nil
 }
 
-// Close counts a released handle; links is the file's link count.
-func (e *Entry) Close(links int) (Action, Reason, error) {
+// Close counts a released handle; links is the file's link count, and
+// referenced whether the kernel holds a reference to it.
+func (e *Entry) Close(links int, referenced bool) (Action, Reason, error) {
 	if e.opens <= 0 {
 		return Nothing, 0, fmt.Errorf("policy: close of a file with %d open handles", e.opens)
 	}
@@ -128,14 +128,14 @@ func (e *Entry) Close(links int) (Action, Reason, error) {
 		return Nothing, 0, nil
 	}
 	switch {
-	case links == 0 && !e.forgotten:
+	case links == 0 && referenced:
 		return Nothing, 0, nil // Forgotten frees it
 	case links == 0:
 		e.gone = true
 		return Free, e.deleteReason(), nil
 	case e.policy == Close:
 		// The names go now; the data stays until the kernel forgets the
-		// file, so that an open that looked the name up just before
+		// file (NamesRemoved, Forgotten), so that an open that looked the name up just before
 		// (it races with the close that came first) opens it, as an open
 		// racing with an unlink does, instead of failing with ESTALE.
 		e.closed = true
@@ -145,9 +145,10 @@ func (e *Entry) Close(links int) (Action, Reason, error) {
 }
 
 // NamesRemoved records that the filesystem removed every name of a file
-// after RemoveNames.
-func (e *Entry) NamesRemoved() (Action, Reason) {
-	return e.freeIfUnused(0)
+// after RemoveNames; referenced says whether the kernel holds a reference
+// to it.
+func (e *Entry) NamesRemoved(referenced bool) (Action, Reason) {
+	return e.freeIfUnused(0, referenced)
 }
 
 // deleteReason is why a file with no name left is deleted.
@@ -158,32 +159,30 @@ func (e *Entry) deleteReason() Reason {
 	return ByUnlink
 }
 
-// Unlinked records that a name was removed; links is the count left.
-func (e *Entry) Unlinked(links int) (Action, Reason) {
-	return e.freeIfUnused(links)
+// Unlinked records that a name was removed; links is the count left, and
+// referenced whether the kernel holds a reference to the file.
+func (e *Entry) Unlinked(links int, referenced bool) (Action, Reason) {
+	return e.freeIfUnused(links, referenced)
 }
 
-// LookedUp records that the kernel has (again) a reference to the file:
-// a lookup, create or link returned it.
-func (e *Entry) LookedUp() { e.forgotten = false }
-
-// Forgotten records that the kernel dropped its last reference to the
-// file; links is its link count.
-func (e *Entry) Forgotten(links int) (Action, Reason) {
-	e.forgotten = true
-	return e.freeIfUnused(links)
+// Forgotten records that the kernel dropped references to the file (its
+// FORGET); links is its link count, and referenced whether the kernel
+// holds any still (a lookup may have handed it a new one meanwhile).
+func (e *Entry) Forgotten(links int, referenced bool) (Action, Reason) {
+	return e.freeIfUnused(links, referenced)
 }
 
 // AwaitingForget reports whether only the kernel's reference keeps the
-// file: it has no name (links is 0) and no handle, and is not yet freed.
-func (e *Entry) AwaitingForget(links int) bool {
-	return links == 0 && e.opens == 0 && !e.gone && !e.forgotten
+// file: it has no name (links is 0) and no handle, is not yet freed, and
+// the kernel holds a reference (referenced).
+func (e *Entry) AwaitingForget(links int, referenced bool) bool {
+	return links == 0 && e.opens == 0 && !e.gone && referenced
 }
 
 // freeIfUnused frees a file that has no name, no handle and no kernel
 // reference left.
-func (e *Entry) freeIfUnused(links int) (Action, Reason) {
-	if links > 0 || e.opens > 0 || e.gone || !e.forgotten {
+func (e *Entry) freeIfUnused(links int, referenced bool) (Action, Reason) {
+	if links > 0 || e.opens > 0 || e.gone || referenced {
 		return Nothing, 0
 	}
 	e.gone = true

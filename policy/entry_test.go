@@ -10,13 +10,13 @@ type stepOp int
 
 const (
 	opOpen         stepOp = iota // Entry.Open
-	opClose                      // Entry.Close(links)
-	opUnlink                     // Entry.Unlinked(links)
+	opClose                      // Entry.Close(links, referenced)
+	opUnlink                     // Entry.Unlinked(links, referenced)
 	opSetOwn                     // Entry.SetOwn(resolver, own, path)
 	opReresolve                  // Entry.Reresolve(resolver, path)
-	opForget                     // Entry.Forgotten(links)
-	opLookedUp                   // Entry.LookedUp
-	opNamesRemoved               // Entry.NamesRemoved
+	opForget                     // one reference less, then Entry.Forgotten(links, referenced)
+	opLookedUp                   // one reference more (the filesystem counts them)
+	opNamesRemoved               // Entry.NamesRemoved(referenced)
 )
 
 // errAny stands for "some error" in a step's wantErr.
@@ -126,6 +126,24 @@ func TestEntryLifecycle(t *testing.T) {
 				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
 				{op: opForget, links: 1},
 				{op: opNamesRemoved, wantAction: Free, wantReason: ByClose, wantGone: true},
+			},
+		},
+		{
+			// A LOOKUP answered while the kernel's FORGET of the file's
+			// first reference was on its way: the kernel holds the new
+			// one, and may open the file by it after its names went.
+			name: "a lookup racing with a forget keeps the file until the next forget",
+			def:  Close, path: "a",
+			wantPolicy: Close, wantSource: FromDefault,
+			steps: []step{
+				{op: opOpen, wantOpens: 1},
+				{op: opLookedUp, wantOpens: 1},
+				{op: opForget, links: 1, wantOpens: 1},
+				{op: opClose, links: 1, wantAction: RemoveNames, wantReason: ByClose},
+				{op: opNamesRemoved},
+				{op: opOpen, wantOpens: 1},
+				{op: opClose, links: 0},
+				{op: opForget, links: 0, wantAction: Free, wantReason: ByClose, wantGone: true},
 			},
 		},
 		{
@@ -441,6 +459,7 @@ func TestEntryLifecycle(t *testing.T) {
 				t.Fatalf("NewEntry: got opens=%d gone=%v canLink=%v own=%v, want 0, false, true, unset",
 					e.Opens(), e.Gone(), e.CanLink(), e.Own())
 			}
+			refs := 1 // the create's reply handed the kernel one
 			for i, s := range tt.steps {
 				var (
 					action Action
@@ -451,19 +470,20 @@ func TestEntryLifecycle(t *testing.T) {
 				case opOpen:
 					err = e.Open()
 				case opClose:
-					action, reason, err = e.Close(s.links)
+					action, reason, err = e.Close(s.links, refs > 0)
 				case opUnlink:
-					action, reason = e.Unlinked(s.links)
+					action, reason = e.Unlinked(s.links, refs > 0)
 				case opSetOwn:
 					e.SetOwn(r, s.own, s.path)
 				case opReresolve:
 					e.Reresolve(r, s.path)
 				case opForget:
-					action, reason = e.Forgotten(s.links)
+					refs--
+					action, reason = e.Forgotten(s.links, refs > 0)
 				case opLookedUp:
-					e.LookedUp()
+					refs++
 				case opNamesRemoved:
-					action, reason = e.NamesRemoved()
+					action, reason = e.NamesRemoved(refs > 0)
 				default:
 					t.Fatalf("step %d: unknown op %d", i, s.op)
 				}
@@ -511,7 +531,7 @@ func TestEntryCloseErrorKeepsState(t *testing.T) {
 				r := &Resolver{Default: p}
 				e := NewEntry(r, "a", Unset)
 				before := e
-				action, _, err := e.Close(links)
+				action, _, err := e.Close(links, true)
 				if err == nil {
 					t.Errorf("Close(%d) with no open handle: got no error, want one", links)
 				}
@@ -561,27 +581,27 @@ func TestEntryFreedOnce(t *testing.T) {
 								t.Errorf("%s: got names removed again, or after the data went", what)
 							}
 							links = 0
-							a, _ := e.NamesRemoved()
+							a, _ := e.NamesRemoved(true)
 							count(what+", names removed", a)
 						}
 					}
 					for i := 0; i < opens; i++ {
 						if i == unlinkAfter {
 							links = 0
-							a, _ := e.Unlinked(links)
+							a, _ := e.Unlinked(links, true)
 							count("unlink", a)
 						}
-						a, _, err := e.Close(links)
+						a, _, err := e.Close(links, true)
 						if err != nil {
 							t.Fatalf("close %d: %v", i, err)
 						}
 						count(fmt.Sprintf("close %d", i), a)
 					}
 					if links == 1 {
-						a, _ := e.Unlinked(0)
+						a, _ := e.Unlinked(0, true)
 						count("unlink after the closes", a)
 					}
-					a, _ := e.Forgotten(0)
+					a, _ := e.Forgotten(0, false)
 					count("forget", a)
 					if deletions != 1 {
 						t.Errorf("got %d deletions, want 1", deletions)
@@ -602,7 +622,7 @@ func TestEntryAwaitingForget(t *testing.T) {
 	e := NewEntry(r, "a", Unset)
 	check := func(what string, links int, want bool) {
 		t.Helper()
-		if got := e.AwaitingForget(links); got != want {
+		if got := e.AwaitingForget(links, true); got != want {
 			t.Errorf("%s: AwaitingForget(%d) = %v, want %v", what, links, got, want)
 		}
 	}
@@ -610,14 +630,21 @@ func TestEntryAwaitingForget(t *testing.T) {
 	if err := e.Open(); err != nil {
 		t.Fatal(err)
 	}
-	e.Unlinked(0)
+	e.Unlinked(0, true)
 	check("unlinked while open", 0, false)
-	if a, _, _ := e.Close(0); a != Nothing {
+	if a, _, _ := e.Close(0, true); a != Nothing {
 		t.Fatalf("last close before the forget: action %v, want nothing", a)
 	}
 	check("unlinked and closed", 0, true)
-	if a, _ := e.Forgotten(0); a != Free {
+	if a, _ := e.Forgotten(0, true); a != Nothing {
+		t.Fatalf("forget of one of two references: action %v, want nothing", a)
+	}
+	check("one reference left", 0, true)
+	if a, _ := e.Forgotten(0, false); a != Free {
 		t.Fatalf("forget: action %v, want free", a)
 	}
 	check("freed", 0, false)
+	if e.AwaitingForget(0, false) {
+		t.Errorf("no reference left: AwaitingForget(0, false) = true, want false")
+	}
 }
