@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # test run's on a shared machine) are not this run's to answer for: the
 # check at the end looks only at mounts made since (mount IDs are not
 # reused while a mount lives).
-# (In mountinfo the filesystem type follows the "-" that ends the
-# optional fields.)
+#
+# tmpmount_mounts prints the mountinfo lines of tmpmount mounts (the
+# filesystem type follows the "-" that ends the optional fields).
 tmpmount_mounts() {
 	awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.tmpmount") print; break } }' /proc/self/mountinfo
 }
