@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +27,8 @@ func TestFileHandlesAfterForget(t *testing.T) {
 	nsMakeReachable(t, m.Dir)
 	ref := mountTmpfs(t, t.TempDir(), "mode=1777")
 	nsMakeReachable(t, ref)
-	want := fhExercise(t, ref)
-	got := fhExercise(t, m.Dir)
+	want := fhExercise(t, ref, nil)
+	got := fhExercise(t, m.Dir, func() uint64 { return trStat(t, m.Dir).Forgets })
 	if os.Getenv("TMPMOUNT_NS_LOG") != "" {
 		t.Logf("tmpfs log:\n%s", strings.Join(want, "\n"))
 	}
@@ -44,8 +45,9 @@ func TestFileHandlesAfterForget(t *testing.T) {
 }
 
 // fhExercise runs the handle steps in a fresh directory of fsRoot and
-// returns a log that must match between filesystems.
-func fhExercise(t *testing.T, fsRoot string) []string {
+// returns a log that must match between filesystems; forgets is for
+// fhDropCaches.
+func fhExercise(t *testing.T, fsRoot string, forgets func() uint64) []string {
 	t.Helper()
 	base := filepath.Join(fsRoot, "handles")
 	p := func(name string) string { return filepath.Join(base, name) }
@@ -91,7 +93,7 @@ func fhExercise(t *testing.T, fsRoot string) []string {
 	mountFd, err := unix.Open(fsRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	must(err)
 	defer unix.Close(mountFd)
-	fhDropCaches(t)
+	fhDropCaches(t, forgets)
 
 	for _, name := range names {
 		h, ok := handles[name]
@@ -148,10 +150,43 @@ func fhDescribe(fd int, base string) string {
 
 // fhDropCaches makes the kernel drop unused dentries and inodes, of
 // every filesystem (vm.drop_caches=2): those of a FUSE mount it then
-// forgets, those of tmpfs it cannot drop.
-func fhDropCaches(t *testing.T) {
+// forgets, those of tmpfs it cannot drop. forgets, for a tmpmount, counts
+// the FORGETs its daemon has had: the test needs the kernel to have
+// forgotten its inodes, and one drop has been seen to leave them all
+// (once on a busy machine), so it drops again, a second apart, until at
+// least fhMinForgets more FORGETs came, or gives up after fhDropTries.
+func fhDropCaches(t *testing.T, forgets func() uint64) {
 	t.Helper()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
-		t.Fatalf("drop caches: %v", err)
+	drop := func() {
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+			t.Fatalf("drop caches: %v", err)
+		}
+	}
+	if forgets == nil {
+		drop()
+		return
+	}
+	before := forgets()
+	for try := 1; ; try++ {
+		drop()
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if forgets() >= before+fhMinForgets {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if try == fhDropTries {
+			t.Fatalf("%d drops of the kernel's caches brought %d FORGETs, want at least %d: the kernel keeps the test's inodes",
+				try, forgets()-before, fhMinForgets)
+		}
 	}
 }
+
+// fhMinForgets is fewer than the inodes fhExercise leaves unused before
+// it drops the caches (file, dir, dir/inner, dir/sub, dir/sub/deep,
+// linked2, dir/moved-here, symlink, fifo); fhDropTries bounds the drops.
+const (
+	fhMinForgets = 5
+	fhDropTries  = 10
+)
