@@ -44,9 +44,13 @@ type cmdReq struct {
 	_        [6]byte
 }
 
-// idleWake bounds how long a queue sleeps in the kernel without a request,
-// so that it notices a stop even if the kernel never completes its entries.
-const idleWake = time.Second
+// stopWait bounds how long a stopping queue waits in the kernel for its
+// entries to end, before it closes its ring, which cancels them.
+const stopWait = time.Second
+
+// wakeData is the user_data of a queue's read of its wake eventfd; entries
+// use their index.
+const wakeData = 1 << 63
 
 // queue serves the kernel's ring queue for one CPU.
 type queue struct {
@@ -56,6 +60,12 @@ type queue struct {
 	entries []*entry
 	mem     []byte // the entries' headers and payload buffers
 	live    int    // entries the kernel still holds or we are answering
+
+	// wakeFd is an eventfd the queue keeps a read pending on, so that
+	// Stop can wake a queue that sleeps in the kernel without a bound.
+	// Closed by the Transport once the queue's thread is done.
+	wakeFd  int
+	wakeBuf []byte // 8 bytes in mem: where the kernel puts what it reads
 
 	// requests served; written only by this queue's goroutine.
 	served atomic.Uint64
@@ -74,11 +84,16 @@ type entry struct {
 }
 
 func newQueue(t *Transport, qid, nent, payloadSize int) (*queue, error) {
-	r, err := newRing(uint32(2 * nent))
+	// Room for every entry twice, and the wake read.
+	r, err := newRing(uint32(2*nent + 2))
 	if err != nil {
 		return nil, err
 	}
-	q := &queue{t: t, qid: qid, ring: r}
+	q := &queue{t: t, qid: qid, ring: r, wakeFd: -1}
+	if q.wakeFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		r.close()
+		return nil, fmt.Errorf("wake eventfd: %w", err)
+	}
 	page := unix.Getpagesize()
 	// Per entry: one page for the header and the iovec, then the payload.
 	payloadSize = (payloadSize + page - 1) / page * page
@@ -86,8 +101,11 @@ func newQueue(t *Transport, qid, nent, payloadSize int) (*queue, error) {
 	q.mem, err = unix.Mmap(-1, 0, nent*stride, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		r.close()
+		q.closeWake()
 		return nil, fmt.Errorf("ring buffers: %w", err)
 	}
+	// The first header page has room after the header and its iovecs.
+	q.wakeBuf = q.mem[page-8 : page : page]
 	for i := range nent {
 		base := i * stride
 		e := &entry{q: q, idx: i, hdr: q.mem[base : base+reqHeaderSize : base+reqHeaderSize],
@@ -134,6 +152,9 @@ func (q *queue) register() error {
 		}
 	}
 	q.live = len(q.entries)
+	if err := q.prepWake(); err != nil {
+		return err
+	}
 	// Submit without waiting for a completion: none comes until a request.
 	toSubmit := q.ring.tail - atomic.LoadUint32(q.ring.sqTail)
 	atomic.StoreUint32(q.ring.sqTail, q.ring.tail)
@@ -147,6 +168,10 @@ func (q *queue) register() error {
 	// A registration the kernel refuses completes at once with an error.
 	var failed error
 	q.ring.completions(func(ud uint64, res int32) {
+		if ud == wakeData {
+			failed = fmt.Errorf("wake read: %w", unix.Errno(-res))
+			return
+		}
 		if res < 0 && failed == nil {
 			failed = fmt.Errorf("register: %w", unix.Errno(-res))
 		}
@@ -175,7 +200,13 @@ func (q *queue) serve(pin bool) {
 	}
 	q.t.registered(q, nil)
 	for q.live > 0 {
-		err := q.ring.submitAndWait(idleWake)
+		// Stop writes the wake eventfd after it sets stopping, and the
+		// read of it stays pending until then: an unbounded wait ends.
+		var bound time.Duration
+		if q.t.stopping.Load() {
+			bound = stopWait
+		}
+		err := q.ring.submitAndWait(bound)
 		switch {
 		case err == nil || errors.Is(err, unix.ETIME) || errors.Is(err, unix.EINTR):
 		default:
@@ -194,6 +225,19 @@ func (q *queue) serve(pin bool) {
 // complete handles the completion of one entry's command: a request to
 // serve, or the end of the entry.
 func (q *queue) complete(ud uint64, res int32) {
+	if ud == wakeData {
+		// Woken by Stop (the queue now waits with a bound), or the read
+		// failed: either way, serve on and re-arm only while not stopping.
+		if !q.t.stopping.Load() {
+			if res < 0 && res != -int32(unix.EINTR) && res != -int32(unix.EAGAIN) {
+				q.t.logf("ring queue %d: wake read: %v", q.qid, unix.Errno(-res))
+			}
+			if err := q.prepWake(); err != nil {
+				q.t.logf("ring queue %d: %v", q.qid, err)
+			}
+		}
+		return
+	}
 	if ud >= uint64(len(q.entries)) {
 		return
 	}
@@ -213,6 +257,37 @@ func (q *queue) complete(ud uint64, res int32) {
 		// Cannot happen: the SQ ring has room for every entry twice.
 		q.t.logf("ring queue %d: %v", q.qid, err)
 		q.live--
+	}
+}
+
+// prepWake queues a read of the wake eventfd.
+func (q *queue) prepWake() error {
+	sqe := q.ring.nextSQE()
+	if sqe == nil {
+		return errors.New("submission queue full")
+	}
+	sqe[0] = iouringOpRead
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(q.wakeFd)
+	*(*uint64)(unsafe.Pointer(&sqe[8])) = ^uint64(0)                                      // off: -1, the file position (none for an eventfd)
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(&q.wakeBuf[0]))) // addr
+	*(*uint32)(unsafe.Pointer(&sqe[24])) = uint32(len(q.wakeBuf))                         // len
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = wakeData                                       // user_data
+	return nil
+}
+
+// wake ends the queue's unbounded wait in the kernel.
+func (q *queue) wake() {
+	if q.wakeFd >= 0 {
+		var one [8]byte
+		one[0] = 1
+		unix.Write(q.wakeFd, one[:])
+	}
+}
+
+func (q *queue) closeWake() {
+	if q.wakeFd >= 0 {
+		unix.Close(q.wakeFd)
+		q.wakeFd = -1
 	}
 }
 

@@ -110,6 +110,7 @@ func Prepare(cfg Config) (*Transport, error) {
 func (t *Transport) Close() {
 	for _, q := range t.queues {
 		q.close()
+		q.closeWake()
 	}
 	t.queues = nil
 }
@@ -145,8 +146,9 @@ func (t *Transport) registered(q *queue, err error) {
 	defer t.regMu.Unlock()
 	if err != nil && t.regErr == nil {
 		t.regErr = fmt.Errorf("ring queue %d: %w", q.qid, err)
-		// The queues already registered end at their next idle wake.
+		// The queues already registered end once woken.
 		t.stopping.Store(true)
+		t.wakeQueues()
 	}
 	t.regLeft--
 	if t.regLeft == 0 || err != nil {
@@ -177,16 +179,28 @@ func (t *Transport) Served() []uint64 {
 
 // Stop waits for the queues to end. The kernel ends them when the
 // connection goes (unmount, abort); a queue whose entries the kernel still
-// holds a second after that closes its ring, which cancels them.
+// holds a second after Stop closes its ring, which cancels them.
 func (t *Transport) Stop() {
 	t.stopping.Store(true)
+	t.wakeQueues()
 	t.wg.Wait()
+	for _, q := range t.queues {
+		q.closeWake()
+	}
 	t.closeMu.Lock()
 	if t.devFd >= 0 {
 		unix.Close(t.devFd)
 		t.devFd = -1
 	}
 	t.closeMu.Unlock()
+}
+
+// wakeQueues wakes every queue's thread; each sees stopping from then on.
+// The eventfds stay open until Stop has waited for the threads.
+func (t *Transport) wakeQueues() {
+	for _, q := range t.queues {
+		q.wake()
+	}
 }
 
 func (t *Transport) logf(format string, args ...any) {
