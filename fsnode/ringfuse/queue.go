@@ -169,7 +169,11 @@ func (q *queue) register() error {
 	var failed error
 	q.ring.completions(func(ud uint64, res int32) {
 		if ud == wakeData {
-			failed = fmt.Errorf("wake read: %w", unix.Errno(-res))
+			// Done already: refused, or Stop wrote (the queue then waits
+			// with a bound, as stopping says).
+			if res < 0 && failed == nil {
+				failed = fmt.Errorf("wake read: %w", unix.Errno(-res))
+			}
 			return
 		}
 		if res < 0 && failed == nil {
