@@ -796,6 +796,16 @@ func limInodeSteps(t *testing.T, r *limRecorder) {
 		}
 		return fmt.Sprintf("files=%d ffree=%d", st.files, st.ffree)
 	}
+	// settle waits up to 5 s for done: on tmpmount a removed node's inode
+	// goes when the daemon sees the last release or the kernel's FORGET,
+	// which come after the system call returns. A timeout shows in the
+	// transcript.
+	settle := func(done func() bool) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !done() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	r.logf("empty: %s", ffree())
 	for i := range 5 {
 		name := fmt.Sprintf("base%d", i)
@@ -857,12 +867,7 @@ func limInodeSteps(t *testing.T, r *limRecorder) {
 				r.logf("  remove %s %d: %s", k.name, i, limErrnoName(err))
 			}
 		}
-		// The inode of a closed O_TMPFILE file goes when the daemon
-		// sees the release, which FUSE sends after close(2) returns.
-		deadline := time.Now().Add(5 * time.Second)
-		for ffree() != before && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		settle(func() bool { return ffree() == before })
 		r.logf("after removing the %ss: %s", k.name, ffree())
 	}
 	st0, err := limStatfs(r.dir)
@@ -871,15 +876,10 @@ func limInodeSteps(t *testing.T, r *limRecorder) {
 	}
 	r.remove("base0")
 	r.remove("base1")
-	// On tmpmount an unlinked file's inode goes when the kernel forgets
-	// the file (FORGET), which it sends after unlink(2) returns.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if st, err := limStatfs(r.dir); err != nil || st.ffree >= st0.ffree+2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	settle(func() bool {
+		st, err := limStatfs(r.dir)
+		return err != nil || st.ffree >= st0.ffree+2
+	})
 	r.logf("after removing 2 base files: %s", ffree())
 	r.verify("at the end")
 }

@@ -128,12 +128,8 @@ func (q *queue) prep(e *entry, cmd uint32, commitID uint64) error {
 	if sqe == nil {
 		return errors.New("submission queue full")
 	}
-	sqe[0] = opURingCmd
-	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(q.t.devFd)
-	*(*uint32)(unsafe.Pointer(&sqe[8])) = cmd                                     // cmd_op
-	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(e.iov))) // addr: the iovecs
-	*(*uint32)(unsafe.Pointer(&sqe[24])) = 2                                      // len: two iovecs
-	*(*uint64)(unsafe.Pointer(&sqe[32])) = uint64(e.idx)                          // user_data
+	fillSQE(sqe, opURingCmd, q.t.devFd, unsafe.Pointer(e.iov), 2, uint64(e.idx)) // the two iovecs
+	*(*uint32)(unsafe.Pointer(&sqe[8])) = cmd                                    // cmd_op
 	c := (*cmdReq)(unsafe.Pointer(&sqe[48]))
 	c.commitID = commitID
 	c.qid = uint16(q.qid)
@@ -270,12 +266,8 @@ func (q *queue) prepWake() error {
 	if sqe == nil {
 		return errors.New("submission queue full")
 	}
-	sqe[0] = iouringOpRead
-	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(q.wakeFd)
-	*(*uint64)(unsafe.Pointer(&sqe[8])) = ^uint64(0)                                      // off: -1, the file position (none for an eventfd)
-	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(&q.wakeBuf[0]))) // addr
-	*(*uint32)(unsafe.Pointer(&sqe[24])) = uint32(len(q.wakeBuf))                         // len
-	*(*uint64)(unsafe.Pointer(&sqe[32])) = wakeData                                       // user_data
+	fillSQE(sqe, iouringOpRead, q.wakeFd, unsafe.Pointer(&q.wakeBuf[0]), uint32(len(q.wakeBuf)), wakeData)
+	*(*uint64)(unsafe.Pointer(&sqe[8])) = ^uint64(0) // off: -1, the file position (an eventfd has none)
 	return nil
 }
 

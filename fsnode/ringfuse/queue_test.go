@@ -39,20 +39,20 @@ func TestWakeEndsUntimedWait(t *testing.T) {
 	}
 	// Submit the read first (the timed wait ends without a completion), so
 	// that the wake below finds it pending.
-	if err := q.ring.submitAndWait(10 * time.Millisecond); err != nil && !errors.Is(err, unix.ETIME) {
+	if err := waitRetrying(q, 10*time.Millisecond); err != nil && !errors.Is(err, unix.ETIME) {
 		t.Fatalf("submitting the wake read: %v", err)
 	}
 	if n := q.ring.completions(func(ud uint64, res int32) {}); n != 0 {
 		t.Fatalf("%d completions before the wake, want the read pending", n)
 	}
 	// With nothing submitted, a timed wait reports its timeout.
-	if err := q.ring.submitAndWait(10 * time.Millisecond); !errors.Is(err, unix.ETIME) {
+	if err := waitRetrying(q, 10*time.Millisecond); !errors.Is(err, unix.ETIME) {
 		t.Fatalf("timed wait with nothing to complete: %v, want ETIME", err)
 	}
 	woken := make(chan struct{})
 	start := time.Now()
 	time.AfterFunc(50*time.Millisecond, func() { q.wake(); close(woken) })
-	err := q.ring.submitAndWait(0)
+	err := waitRetrying(q, 0)
 	<-woken
 	if err != nil {
 		t.Fatalf("untimed wait: %v", err)
@@ -69,5 +69,15 @@ func TestWakeEndsUntimedWait(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 40*time.Millisecond {
 		t.Fatalf("untimed wait returned after %v, before the wake", waited)
+	}
+}
+
+// waitRetrying is submitAndWait retried after a signal, as the queue's
+// serve loop does.
+func waitRetrying(q *queue, timeout time.Duration) error {
+	for {
+		if err := q.ring.submitAndWait(timeout); !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
 }

@@ -147,6 +147,15 @@ func (r *ring) nextSQE() []byte {
 	return sqe
 }
 
+// fillSQE sets the fields every SQE of ours uses; nextSQE zeroed the rest.
+func fillSQE(sqe []byte, op uint8, fd int, addr unsafe.Pointer, length uint32, userData uint64) {
+	sqe[0] = op
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(addr))
+	*(*uint32)(unsafe.Pointer(&sqe[24])) = length
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = userData
+}
+
 // submitAndWait publishes the prepared SQEs, submits them and waits for at
 // least one completion: up to timeout, or without a bound if timeout is 0.
 // It returns unix.ETIME on timeout.
